@@ -1,0 +1,169 @@
+"""torch.onnx.export of the encoder and decoder, with metadata, checks and a manifest.
+
+`build_graphs` traces both checkpoints into checked, serialized graphs in memory; `write_graphs`
+writes them atomically; `build_manifest`/`write_manifest` record files, checksums, signatures and
+parity figures. Validation against PyTorch lives in validate.py; the CLI runs it between building
+and writing, so a graph that fails it is never written.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from edgevae.runtime import contract
+from edgevae.runtime.atomic import write_bytes_atomic
+from edgevae.train import checkpoint
+from edgevae.train.config import VAEConfig
+
+from .graphs import DecoderGraph, EncoderGraph
+
+
+class ExportError(RuntimeError):
+    """An exported graph breaks the contract (names, random ops, checker, IR version)."""
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def project_versions() -> dict[str, str]:
+    try:
+        edgevae_version = importlib.metadata.version("edgevae")
+    except importlib.metadata.PackageNotFoundError:
+        edgevae_version = "unknown"
+    return {"edgevae": edgevae_version, "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def axis_sizes(config: VAEConfig) -> dict[str, int]:
+    return {contract.PIXELS: config.input_dim, contract.LATENT: config.latent}
+
+
+def trace_to_onnx(module: nn.Module, spec: contract.GraphSpec, config: VAEConfig, opset: int) -> onnx.ModelProto:
+    """Trace `module` (CPU, eval mode) into an ONNX model with the contract's names and axes."""
+    sizes = axis_sizes(config)
+    example = tuple(torch.zeros([2 if a == contract.BATCH else sizes[a] for a in t.shape]) for t in spec.inputs)
+    buf = io.BytesIO()
+    # Exporter choice: the TorchScript-based exporter (dynamo=False). For a two-layer MLP it
+    # emits a minimal Gemm/Relu graph with exactly our names and a dynamic batch axis, writes
+    # IR 8 (loadable by onnxruntime 1.14+; the dynamo path writes the newest IR through the
+    # onnx helpers, which older runtimes refuse), needs no onnxscript, and its output is
+    # byte-identical across runs, which the release process relies on. Its deprecation warning
+    # is expected and silenced here only.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            module.eval(), example, buf, dynamo=False, opset_version=opset,
+            input_names=spec.input_names, output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes(), do_constant_folding=True, export_params=True,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def add_metadata(model: onnx.ModelProto, graph: str, config: VAEConfig, checkpoint_sha256: str, opset: int) -> None:
+    """Attach the contract's metadata_props (config, source checkpoint, versions, opset)."""
+    meta = {
+        contract.META_GRAPH: graph,
+        contract.META_CONFIG: json.dumps(config.to_dict(), sort_keys=True),
+        contract.META_CHECKPOINT_SHA256: checkpoint_sha256,
+        contract.META_VERSIONS: json.dumps(project_versions(), sort_keys=True),
+        contract.META_OPSET: str(opset),
+    }
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = f"edgevae {graph}: see {contract.MANIFEST_FILE} and edgevae.runtime.contract"
+
+
+def check_graph(model: onnx.ModelProto, spec: contract.GraphSpec, graph: str) -> None:
+    """Raise ExportError unless the graph matches the contract and passes the ONNX checks."""
+    names_in = [i.name for i in model.graph.input]
+    names_out = [o.name for o in model.graph.output]
+    if names_in != spec.input_names or names_out != spec.output_names:
+        raise ExportError(f"{graph}: graph signature {names_in} -> {names_out} differs from the contract "
+                          f"{spec.input_names} -> {spec.output_names}")
+    random_ops = sorted({n.op_type for n in model.graph.node} & contract.RANDOM_OPS)
+    if random_ops:
+        raise ExportError(f"{graph}: random operators {random_ops} in the graph; noise must be an input")
+    if model.ir_version > contract.MAX_IR_VERSION:
+        raise ExportError(f"{graph}: IR version {model.ir_version} > {contract.MAX_IR_VERSION}, "
+                          f"which onnxruntime {contract.MIN_ONNXRUNTIME} cannot read")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"{graph}: ONNX check failed: {exc}") from exc
+
+
+def build_graphs(checkpoints: str | os.PathLike[str], opset: int = contract.OPSET) -> tuple[VAEConfig, dict[str, bytes]]:
+    """Trace FOLDER/{encoder,decoder}.pt into serialized, checked ONNX models (nothing written)."""
+    ckpt = Path(checkpoints)
+    encoder, decoder = checkpoint.load_pair(ckpt)
+    config = encoder.config
+    modules = {"encoder": EncoderGraph(encoder), "decoder": DecoderGraph(decoder)}
+    blobs: dict[str, bytes] = {}
+    for graph, spec in contract.GRAPHS.items():
+        model = trace_to_onnx(modules[graph], spec, config, opset)
+        add_metadata(model, graph, config, sha256_file(ckpt / f"{graph}.pt"), opset)
+        check_graph(model, spec, graph)
+        blobs[graph] = model.SerializeToString(deterministic=True)
+    return config, blobs
+
+
+def write_graphs(out: str | os.PathLike[str], blobs: dict[str, bytes]) -> list[Path]:
+    """Write each graph atomically as OUT/<contract file name>."""
+    paths = []
+    for graph, blob in blobs.items():
+        path = Path(out) / contract.GRAPHS[graph].file
+        write_bytes_atomic(path, blob)
+        paths.append(path)
+    return paths
+
+
+def describe_tensors(specs: tuple[contract.TensorSpec, ...], config: VAEConfig) -> list[dict[str, Any]]:
+    sizes = axis_sizes(config)
+    return [{"name": t.name, "dtype": t.dtype, "shape": t.concrete_shape(sizes)} for t in specs]
+
+
+def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[str, bytes], opset: int,
+                   parity: dict[str, Any], checkpoints: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest: per file sha256, size, signature and source checkpoint; plus parity figures."""
+    files = {}
+    for graph, blob in blobs.items():
+        spec = contract.GRAPHS[graph]
+        model = onnx.load_from_string(blob)
+        files[spec.file] = {
+            "graph": graph,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "size": len(blob),
+            "inputs": describe_tensors(spec.inputs, config),
+            "outputs": describe_tensors(spec.outputs, config),
+            "ir_version": model.ir_version,
+            "source_checkpoint_sha256": sha256_file(Path(checkpoints) / f"{graph}.pt"),
+        }
+    return {
+        "format": contract.MANIFEST_FORMAT,
+        "version": contract.MANIFEST_VERSION,
+        "opset": opset,
+        "min_onnxruntime": contract.MIN_ONNXRUNTIME,
+        "config": config.to_dict(),
+        "versions": project_versions(),
+        "files": files,
+        "parity": parity,
+    }
+
+
+def write_manifest(out: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+    path = Path(out) / contract.MANIFEST_FILE
+    write_bytes_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return path

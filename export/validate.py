@@ -1,0 +1,125 @@
+"""ONNX Runtime vs PyTorch on the same inputs; a typed error with the max difference on failure.
+
+`measure_parity` runs both graphs (and the reconstruct path: encoder z fed to decoder) for random
+and real inputs at several batch sizes and returns the max absolute difference per output;
+`validate_parity` raises `ParityError` when any exceeds the contract's tolerance. Logits are
+reported as max(|diff| - rtol * |reference|), the contract's allclose-style measure for them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from edgevae.runtime import contract
+from edgevae.train.model import Decoder, Encoder, reparameterize
+
+BATCH_SIZES = (1, 7, 64, 4096)
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class ValidationError(RuntimeError):
+    """An exported graph does not compute what PyTorch computes."""
+
+
+@dataclass
+class ParityError(ValidationError):
+    graph: str
+    output: str
+    inputs: str
+    batch: int
+    max_abs_diff: float
+    tolerance: float
+    provider: str
+
+    def __str__(self) -> str:
+        return (f"{self.graph} output {self.output!r} differs from PyTorch by max |diff| = {self.max_abs_diff:.3e} "
+                f"> tolerance {self.tolerance:.0e} ({self.inputs} inputs, batch {self.batch}, {self.provider})")
+
+
+def load_real_images() -> np.ndarray:
+    """256 real MNIST test digits (uint8, (256, 784)) shipped with the exporter for validation."""
+    ref = resources.files("edgevae.export") / "fixtures" / "mnist_test_256.npy"
+    with resources.as_file(ref) as path:
+        return np.load(path, allow_pickle=False)
+
+
+def make_session(blob: bytes, device: str) -> ort.InferenceSession:
+    """A session on exactly one provider; raises ValidationError when it is not the one that ran."""
+    provider = PROVIDERS[device]
+    if provider not in ort.get_available_providers():
+        raise ValidationError(f"{provider} is not available in this onnxruntime "
+                              f"(available: {ort.get_available_providers()})")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    providers: list[Any] = [(provider, {"use_tf32": 0})] if device == "cuda" else [provider]
+    session = ort.InferenceSession(blob, sess_options=opts, providers=providers)
+    if session.get_providers()[0] != provider:
+        raise ValidationError(f"{provider} did not load (session runs on {session.get_providers()})")
+    return session
+
+
+def make_inputs(kind: str, batch: int, latent: int, pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, eps) float32: 'random' uniform pixels or 'real' MNIST digits (tiled to `batch`)."""
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        x = rng.random((batch, pixels), dtype=np.float32)
+    else:
+        real = load_real_images()
+        x = (np.resize(real, (batch, real.shape[1])) / 255.0).astype(np.float32)
+    eps = rng.standard_normal((batch, latent), dtype=np.float32)
+    return x, eps
+
+
+def max_diff(got: np.ndarray, want: np.ndarray, output: str = "") -> float:
+    """max |got - want|, less the contract's relative allowance for `output` (0 for most outputs)."""
+    want64 = want.astype(np.float64)
+    excess = np.abs(got.astype(np.float64) - want64) - contract.RELATIVE_TOLERANCE.get(output, 0.0) * np.abs(want64)
+    return float(np.max(excess))
+
+
+@torch.no_grad()
+def measure_parity(encoder: Encoder, decoder: Decoder, blobs: dict[str, bytes], device: str = "cpu",
+                   batch_sizes: tuple[int, ...] = BATCH_SIZES, seed: int = 0) -> list[dict[str, Any]]:
+    """Per (inputs, batch): max |ORT - torch| for every output and the reconstruct path."""
+    encoder = encoder.eval().cpu()
+    decoder = decoder.eval().cpu()
+    enc = make_session(blobs["encoder"], device)
+    dec = make_session(blobs["decoder"], device)
+    names_e, names_d = contract.ENCODER.output_names, contract.DECODER.output_names
+    rows = []
+    for kind in ("random", "real"):
+        for batch in batch_sizes:
+            x, eps = make_inputs(kind, batch, encoder.config.latent, encoder.config.input_dim, seed + batch)
+            mu, logvar = encoder(torch.from_numpy(x))
+            z = reparameterize(mu, logvar, torch.from_numpy(eps))
+            logits = decoder(z)
+            want = {"mu": mu, "logvar": logvar, "z": z, "mean": torch.sigmoid(logits), "logits": logits}
+            got_e = dict(zip(names_e, enc.run(None, {"x": x, "eps": eps})))
+            got_d = dict(zip(names_d, dec.run(None, {"z": z.numpy()})))
+            # The whole reconstruct path through ORT alone: encoder z fed to the decoder.
+            got_r = dict(zip(names_d, dec.run(None, {"z": got_e["z"]})))
+            diffs = {f"encoder.{k}": max_diff(got_e[k], want[k].numpy(), k) for k in names_e}
+            diffs.update({f"decoder.{k}": max_diff(got_d[k], want[k].numpy(), k) for k in names_d})
+            diffs["reconstruct.mean"] = max_diff(got_r["mean"], want["mean"].numpy())
+            rows.append({"inputs": kind, "batch": batch, "max_abs_diff": diffs})
+    return rows
+
+
+def validate_parity(rows: list[dict[str, Any]], device: str = "cpu") -> dict[str, Any]:
+    """Raise ParityError for the worst output over tolerance; else summarize the figures."""
+    tol = contract.TOLERANCE[device]
+    worst: dict[str, float] = {}
+    for row in rows:
+        for name, diff in row["max_abs_diff"].items():
+            if not diff <= tol:  # NaN fails too
+                graph, output = name.split(".")
+                raise ParityError(graph, output, row["inputs"], row["batch"], diff, tol, PROVIDERS[device])
+            worst[name] = max(worst.get(name, 0.0), diff)
+    return {"provider": PROVIDERS[device], "tolerance": tol, "relative_tolerance": contract.RELATIVE_TOLERANCE,
+            "batch_sizes": sorted({r["batch"] for r in rows}), "inputs": ["random", "real"],
+            "max_abs_diff": worst}

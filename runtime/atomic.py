@@ -1,0 +1,58 @@
+"""Atomic file writes: write a temporary file beside the target, fsync, then rename over it.
+
+A crash leaves either the old file or the new one, never half of one. Used by every stage
+(training checkpoints, exported graphs, manifests, images).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def open_atomic(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Yield a binary file; on clean exit it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    sync_dir(path.parent)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with open_atomic(path) as f:
+        f.write(data)
+
+
+def write_with_atomic(path: str | os.PathLike[str], writer: Callable[[BinaryIO], object]) -> None:
+    """Call `writer(file)` on a temporary file, then move it onto `path`."""
+    with open_atomic(path) as f:
+        writer(f)
+
+
+def sync_dir(folder: Path) -> None:
+    """fsync a directory so a rename inside it survives power loss (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,88 @@
+"""The graph contract: the single source of names, axes, dtypes, opset and tolerances.
+
+Export writes graphs to this contract and validates them against it; the runtime feeds and
+reads graphs by it. Nothing else in the project spells a graph name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BATCH = "batch"  # the one dynamic axis, in every input and output
+PIXELS = "pixels"  # symbolic: image height * width (784 for MNIST)
+LATENT = "latent"  # symbolic: latent size (20 for the reference model)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: a name, a dtype and a shape of axis names."""
+
+    name: str
+    shape: tuple[str, ...]
+    dtype: str = "float32"
+
+    def concrete_shape(self, sizes: dict[str, int]) -> list[int | str]:
+        """The shape with fixed axes filled in from `sizes`; the batch axis stays symbolic."""
+        return [BATCH if axis == BATCH else int(sizes[axis]) for axis in self.shape]
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """torch.onnx.export's dynamic_axes: the batch axis of every input and output."""
+        return {t.name: {t.shape.index(BATCH): BATCH} for t in self.inputs + self.outputs}
+
+
+# encoder: (x, eps) -> (mu, logvar, z); z = mu + exp(0.5 * logvar) * eps, eps given by the caller.
+ENCODER = GraphSpec(
+    file="encoder.onnx",
+    inputs=(TensorSpec("x", (BATCH, PIXELS)), TensorSpec("eps", (BATCH, LATENT))),
+    outputs=(TensorSpec("mu", (BATCH, LATENT)), TensorSpec("logvar", (BATCH, LATENT)),
+             TensorSpec("z", (BATCH, LATENT))),
+)
+# decoder: z -> (mean, logits); mean = sigmoid(logits) are the pixel means in [0, 1]; logits give a
+# stable bernoulli log p(x|z) = -softplus(-logits) * x - softplus(logits) * (1 - x).
+DECODER = GraphSpec(
+    file="decoder.onnx",
+    inputs=(TensorSpec("z", (BATCH, LATENT)),),
+    outputs=(TensorSpec("mean", (BATCH, PIXELS)), TensorSpec("logits", (BATCH, PIXELS))),
+)
+GRAPHS = {"encoder": ENCODER, "decoder": DECODER}
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "edgevae-model"
+MANIFEST_VERSION = 1
+
+OPSET = 17
+# IR 8 is what the TorchScript exporter writes for opset 17; onnxruntime reads IR <= 13 (1.31)
+# and opset 17 from 1.14 on, so graphs of this contract load in onnxruntime >= MIN_ONNXRUNTIME.
+MAX_IR_VERSION = 10
+MIN_ONNXRUNTIME = "1.16"
+
+# Max absolute difference allowed between ONNX Runtime and PyTorch on the same inputs.
+TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}  # cuda: other GEMM kernels and reduction orders (TF32 off)
+# Logits are unbounded (background pixels reach about -50, where one float32 ulp is 3.8e-6), so they
+# are compared like numpy.allclose: |diff| <= TOLERANCE + RELATIVE_TOLERANCE[name] * |reference|.
+# Every other output (mu, logvar, z, mean) is held to the absolute tolerance alone.
+RELATIVE_TOLERANCE = {"logits": 1e-6}
+
+RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+                        "Multinomial", "Bernoulli"})
+
+# ONNX metadata_props keys written by export and read by the runtime.
+META_GRAPH = "edgevae.graph"  # "encoder" or "decoder"
+META_CONFIG = "edgevae.config"  # JSON of the model config (image_shape, hidden, latent, likelihood, beta)
+META_CHECKPOINT_SHA256 = "edgevae.checkpoint_sha256"
+META_VERSIONS = "edgevae.versions"  # JSON: edgevae, torch, onnx
+META_OPSET = "edgevae.opset"

@@ -1,0 +1,162 @@
+"""Loading a model folder: manifest check, metadata, one ONNX Runtime session per graph.
+
+A model folder holds encoder.onnx, decoder.onnx and manifest.json. It is found from the
+argument, else $EDGEVAE_MODEL_DIR, else the default model shipped inside this package. Every
+file's bytes are checked against the manifest's sha256 before onnxruntime sees them, so a
+missing, truncated or tampered file is reported by name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from . import contract
+from .errors import DeviceError, ModelError
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR_ENV = "EDGEVAE_MODEL_DIR"
+_state = ort.capi.onnxruntime_pybind11_state  # type: ignore[attr-defined]
+# onnxruntime's own load errors are plain Exception subclasses, not RuntimeError.
+ORT_LOAD_ERRORS = (RuntimeError, _state.Fail, _state.InvalidProtobuf, _state.InvalidGraph,
+                   _state.InvalidArgument, _state.NoSuchFile)
+DEVICES = ("auto", "cpu", "cuda")
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def find_model_dir(model_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The argument, else $EDGEVAE_MODEL_DIR, else the packaged default model."""
+    if model_dir is not None:
+        return Path(model_dir).expanduser()
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(str(resources.files("edgevae.runtime") / "models" / "default"))
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A verified model folder: the manifest, each graph's bytes, and the model config."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    blobs: dict[str, bytes] = field(repr=False)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest["config"]
+
+    @property
+    def latent(self) -> int:
+        return int(self.config["latent"])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        h, w = self.config["image_shape"]
+        return int(h), int(w)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / contract.MANIFEST_FILE
+    if not folder.is_dir():
+        raise ModelError(f"model folder {folder} does not exist")
+    if not path.is_file():
+        raise ModelError(f"model folder {folder} has no {contract.MANIFEST_FILE}; export one with `make export`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"corrupt manifest {path}: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != contract.MANIFEST_FORMAT:
+        raise ModelError(f"{path} is not an edgevae manifest (format != {contract.MANIFEST_FORMAT!r})")
+    if manifest.get("version") != contract.MANIFEST_VERSION:
+        raise ModelError(f"{path} has manifest version {manifest.get('version')}; this runtime reads "
+                         f"{contract.MANIFEST_VERSION}")
+    for key in ("config", "files"):
+        if not isinstance(manifest.get(key), dict):
+            raise ModelError(f"corrupt manifest {path}: no {key!r} section")
+    return manifest
+
+
+def load_model_files(model_dir: str | os.PathLike[str] | None = None) -> ModelFiles:
+    """Read and verify a model folder (sha256 and size of every graph, contract names)."""
+    folder = find_model_dir(model_dir)
+    manifest = read_manifest(folder)
+    blobs = {}
+    for graph, spec in contract.GRAPHS.items():
+        entry = manifest["files"].get(spec.file)
+        if not isinstance(entry, dict) or "sha256" not in entry:
+            raise ModelError(f"manifest in {folder} does not list {spec.file}")
+        path = folder / spec.file
+        if not path.is_file():
+            raise ModelError(f"model file {path} is missing")
+        blob = path.read_bytes()
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != entry["sha256"]:
+            what = "truncated" if len(blob) < int(entry.get("size", 0)) else "modified"
+            raise ModelError(f"model file {path} is corrupt ({what}): sha256 {digest[:16]}..., "
+                             f"size {len(blob)}; manifest expects {entry['sha256'][:16]}..., size {entry.get('size')}")
+        names = ([t["name"] for t in entry.get("inputs", [])], [t["name"] for t in entry.get("outputs", [])])
+        if names != (spec.input_names, spec.output_names):
+            raise ModelError(f"{path}: manifest signature {names} differs from this runtime's contract "
+                             f"{(spec.input_names, spec.output_names)}")
+        blobs[graph] = blob
+    return ModelFiles(folder, manifest, blobs)
+
+
+def resolve_providers(device: str) -> list[str]:
+    """Providers to ask for: 'auto' = CUDA when available else CPU; 'cuda' must be available."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    available = ort.get_available_providers()
+    if device == "cuda" and CUDA not in available:
+        raise DeviceError(f"device='cuda' but onnxruntime {ort.__version__} has no {CUDA} "
+                          f"(available: {available}); install edgevae[gpu] on a machine with CUDA, or use device='cpu'")
+    if device == "cuda" or (device == "auto" and CUDA in available):
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def make_session_options(threads: int | None = None, optimization_level: str | None = None,
+                         options: ort.SessionOptions | None = None) -> ort.SessionOptions:
+    """SessionOptions with intra-op threads and graph optimization level ('disable', 'basic',
+    'extended', 'all') applied on top of `options`."""
+    opts = options or ort.SessionOptions()
+    if threads is not None:
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = onnxruntime's default), got {threads}")
+        opts.intra_op_num_threads = threads
+    if optimization_level is not None:
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if optimization_level not in levels:
+            raise ValueError(f"optimization_level must be one of {sorted(levels)}, got {optimization_level!r}")
+        opts.graph_optimization_level = levels[optimization_level]
+    return opts
+
+
+def start_session(blob: bytes, name: str, device: str, options: ort.SessionOptions) -> ort.InferenceSession:
+    """A session on the resolved providers, re-checked after start (CUDA may fail to load)."""
+    providers = resolve_providers(device)
+    try:
+        session = ort.InferenceSession(blob, sess_options=options, providers=providers)
+    except ORT_LOAD_ERRORS as exc:
+        raise ModelError(f"onnxruntime could not load {name}: {str(exc)[:300]}") from exc
+    active = session.get_providers()
+    if providers[0] == CUDA and active[0] != CUDA:
+        if device == "cuda":
+            raise DeviceError(f"device='cuda': {CUDA} is listed by onnxruntime but did not load for {name} "
+                              f"(session runs on {active}); check the CUDA and cuDNN libraries "
+                              "(onnxruntime.preload_dlls())")
+        logger.warning("CUDA provider failed to load for %s; using %s", name, active)
+    return session

@@ -1,0 +1,229 @@
+"""The public API: `VAE` samples, encodes, decodes, reconstructs and interpolates via ONNX Runtime.
+
+    from edgevae.runtime import VAE
+    vae = VAE()                      # packaged model, device="auto"
+    digits = vae.sample(16, seed=0)  # (16, 28, 28) float32 in [0, 1]
+
+Every input is checked before `InferenceSession.run` (onnxruntime silently broadcasts an eps batch
+of 1, passes NaN through and misreads big-endian arrays), converted exactly to native float32,
+and processed in chunks so memory stays bounded. One instance is safe to use from many threads.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from . import contract
+from .model import ModelFiles, load_model_files, make_session_options, start_session
+
+DEFAULT_CHUNK = 2048
+
+
+class VAE:
+    """A loaded encoder/decoder pair on one device.
+
+    model_dir: a folder from `make export` (default: $EDGEVAE_MODEL_DIR, else the packaged model).
+    device: "auto" (CUDA when its provider is available, else CPU), "cpu" or "cuda".
+    threads, optimization_level: onnxruntime intra-op threads and graph optimization level
+    ("disable", "basic", "extended", "all"); session_options: a base ort.SessionOptions.
+    chunk_size: rows per `run` call for large batches.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None, device: str = "auto", *,
+                 threads: int | None = None, optimization_level: str | None = None,
+                 session_options: ort.SessionOptions | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self.files: ModelFiles = load_model_files(model_dir)
+        opts = make_session_options(threads, optimization_level, session_options)
+        self.encoder = start_session(self.files.blobs["encoder"], contract.ENCODER.file, device, opts)
+        self.decoder = start_session(self.files.blobs["decoder"], contract.DECODER.file, device, opts)
+        self.requested_device = device
+        self.chunk_size = chunk_size
+        self.latent = self.files.latent
+        self.image_shape = self.files.image_shape
+        self.pixels = self.image_shape[0] * self.image_shape[1]
+
+    # -- what is loaded ---------------------------------------------------------------------
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers the sessions actually run on, in priority order."""
+        return list(self.decoder.get_providers())
+
+    @property
+    def device(self) -> str:
+        """'cuda' or 'cpu': what `device` resolved to."""
+        return "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The encoder graph's metadata_props (config, source checkpoint, versions, opset)."""
+        return dict(self.encoder.get_modelmeta().custom_metadata_map)
+
+    def __repr__(self) -> str:
+        return f"VAE(model_dir={str(self.files.folder)!r}, device={self.device!r}, latent={self.latent})"
+
+    # -- the operations ---------------------------------------------------------------------
+    def sample_latent(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n draws of z ~ N(0, I) from numpy's PCG64 generator seeded with `seed`, (n, latent) float32."""
+        check_count(n, "n")
+        return np.random.default_rng(seed).standard_normal((n, self.latent), dtype=np.float32)
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images."""
+        return self.decode(self.sample_latent(n, seed))
+
+    def encode(self, x: Any, eps: Any = None, seed: int | None = None) -> Any:
+        """(mu, logvar) of q(z|x); or, given `eps` or `seed`, z = mu + exp(logvar / 2) * eps.
+
+        With `seed` and no `eps`, eps ~ N(0, I) from numpy's generator seeded with `seed`.
+        """
+        xs, single = self.check_images(x)
+        if eps is None and seed is None:
+            mu, logvar = self.run_encoder(xs, np.zeros((len(xs), self.latent), np.float32), ("mu", "logvar"))
+            return (mu[0], logvar[0]) if single else (mu, logvar)
+        if eps is None:
+            eps_arr = self.sample_latent(len(xs), seed)
+        else:
+            eps_arr, _ = self.check_latent(eps, "eps", batch=len(xs))
+        (z,) = self.run_encoder(xs, eps_arr, ("z",))
+        return z[0] if single else z
+
+    def decode(self, z: Any) -> np.ndarray:
+        """Pixel means (N, H, W) in [0, 1] for latents z (N, latent) or one (latent,)."""
+        zs, single = self.check_latent(z, "z")
+        out = self.run_decoder(zs)
+        return out[0] if single else out
+
+    def reconstruct(self, x: Any, stochastic: bool = False, seed: int | None = None) -> np.ndarray:
+        """decode(encode(x)): through z = mu (default), or a draw z ~ q(z|x) when `stochastic`."""
+        xs, single = self.check_images(x)
+        eps = self.sample_latent(len(xs), seed) if stochastic else np.zeros((len(xs), self.latent), np.float32)
+        out = np.empty((len(xs), *self.image_shape), np.float32)
+        for lo in range(0, len(xs), self.chunk_size):
+            hi = lo + self.chunk_size
+            (z,) = self.encoder.run(["z"], {"x": as_float_images(xs[lo:hi]), "eps": eps[lo:hi]})
+            out[lo:hi] = self.decoder.run(["mean"], {"z": z})[0].reshape(-1, *self.image_shape)
+        return out[0] if single else out
+
+    def interpolate(self, x_a: Any, x_b: Any, steps: int = 10) -> np.ndarray:
+        """`steps` images decoded along the straight line between the latent means of x_a and x_b."""
+        check_count(steps, "steps", minimum=2)
+        mu_a, _ = self.encode(self.one_image(x_a, "x_a"))
+        mu_b, _ = self.encode(self.one_image(x_b, "x_b"))
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        return self.decode((1 - t) * mu_a[None] + t * mu_b[None])
+
+    # -- running in chunks ------------------------------------------------------------------
+    def run_encoder(self, xs: np.ndarray, eps: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        outs = [np.empty((len(xs), self.latent), np.float32) for _ in names]
+        for lo in range(0, len(xs), self.chunk_size):
+            hi = lo + self.chunk_size
+            for out, got in zip(outs, self.encoder.run(list(names), {"x": as_float_images(xs[lo:hi]),
+                                                                     "eps": eps[lo:hi]})):
+                out[lo:hi] = got
+        return outs
+
+    def run_decoder(self, zs: np.ndarray) -> np.ndarray:
+        out = np.empty((len(zs), *self.image_shape), np.float32)
+        for lo in range(0, len(zs), self.chunk_size):
+            hi = lo + self.chunk_size
+            out[lo:hi] = self.decoder.run(["mean"], {"z": zs[lo:hi]})[0].reshape(-1, *self.image_shape)
+        return out
+
+    # -- input checks -----------------------------------------------------------------------
+    def check_images(self, x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
+        """Validate images; returns ((N, pixels) array, was-a-single-image).
+
+        Accepts float arrays in [0, 1] or integer pixel levels 0..255 (uint8 usually), shaped
+        (N, pixels), (N, H, W), (N, 1, H, W), or one image without the batch axis. The array keeps
+        its dtype (converted to float32 chunk by chunk); values are checked here, before any run.
+        """
+        arr = as_numeric_array(x, name, "images")
+        h, w = self.image_shape
+        shape = arr.shape
+        single = shape in ((self.pixels,), (h, w))
+        if single:
+            arr = arr.reshape(1, self.pixels)
+        elif (arr.ndim == 2 and shape[1] == self.pixels) or (arr.ndim == 3 and shape[1:] == (h, w)) \
+                or (arr.ndim == 4 and shape[1:] == (1, h, w)):
+            arr = arr.reshape(shape[0], self.pixels)
+        else:
+            raise ValueError(f"{name}: expected images shaped (N, {self.pixels}), (N, {h}, {w}), (N, 1, {h}, {w}), "
+                             f"({self.pixels},) or ({h}, {w}); got shape {shape}")
+        if len(arr) == 0:
+            raise ValueError(f"{name}: expected at least one image; got an empty batch of shape {shape}")
+        check_values(arr, name, self.chunk_size)
+        return arr, single
+
+    def check_latent(self, z: Any, name: str, batch: int | None = None) -> tuple[np.ndarray, bool]:
+        """Validate latents or noise: (N, latent) or (latent,), finite, float; batch must match."""
+        arr = as_numeric_array(z, name, "latent vectors")
+        if arr.shape == (self.latent,):
+            arr, is_single = arr.reshape(1, self.latent), True
+        elif arr.ndim == 2 and arr.shape[1] == self.latent:
+            is_single = False
+        else:
+            raise ValueError(f"{name}: expected shape (N, {self.latent}) or ({self.latent},) for this model's "
+                             f"latent size {self.latent}; got shape {arr.shape}")
+        if len(arr) == 0:
+            raise ValueError(f"{name}: expected at least one row; got an empty batch of shape {arr.shape}")
+        if batch is not None and len(arr) != batch:
+            raise ValueError(f"{name}: batch of {len(arr)} does not match x's batch of {batch} "
+                             "(no broadcasting: give one eps row per image)")
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(out).all():
+            bad = int(np.argwhere(~np.isfinite(out))[0][0])
+            raise ValueError(f"{name}: expected finite values; got NaN or Inf (first in row {bad})")
+        return out, is_single
+
+    def one_image(self, x: Any, name: str) -> np.ndarray:
+        xs, single = self.check_images(x, name)
+        if len(xs) != 1:
+            raise ValueError(f"{name}: expected one image; got a batch of {len(xs)}")
+        return xs[0]
+
+
+def check_count(n: Any, name: str, minimum: int = 1) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {n!r}")
+
+
+def as_numeric_array(x: Any, name: str, what: str) -> np.ndarray:
+    """np.asarray with a clear error for non-numeric input (strings, objects, bools, complex)."""
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged lists
+        raise ValueError(f"{name}: expected a numeric array of {what}; could not convert: {exc}") from exc
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: expected a float or integer array of {what}; got dtype {arr.dtype}")
+    return arr
+
+
+def check_values(arr: np.ndarray, name: str, chunk: int) -> None:
+    """Floats must be finite and in [0, 1]; integers in 0..255. Checked chunk by chunk."""
+    for lo in range(0, len(arr), chunk):
+        part = arr[lo : lo + chunk]
+        if arr.dtype.kind == "f":
+            finite = np.isfinite(part)
+            if not finite.all():
+                bad = lo + int(np.argwhere(~finite)[0][0])
+                raise ValueError(f"{name}: expected finite pixel values in [0, 1]; got NaN or Inf (first in image {bad})")
+            lo_v, hi_v, expect = float(part.min()), float(part.max()), "[0, 1] for float input"
+            ok = lo_v >= 0.0 and hi_v <= 1.0
+        else:
+            lo_v, hi_v, expect = int(part.min()), int(part.max()), "0..255 for integer input"
+            ok = lo_v >= 0 and hi_v <= 255
+        if not ok:
+            raise ValueError(f"{name}: expected pixel values in {expect}; got values from {lo_v} to {hi_v} "
+                             f"(in images {lo}..{lo + len(part) - 1})")
+
+
+def as_float_images(part: np.ndarray) -> np.ndarray:
+    """A checked chunk -> native-endian, C-contiguous float32 in [0, 1] (integers are /255)."""
+    if part.dtype.kind == "f":
+        return np.ascontiguousarray(part, dtype=np.float32)
+    return np.ascontiguousarray(part, dtype=np.float32) / np.float32(255.0)

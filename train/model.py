@@ -1,0 +1,94 @@
+"""The MLP VAE: `Encoder`, `Decoder` and the ELBO terms.
+
+encoder: x (N, D) -> 200 ReLU -> mu, logvar (N, latent each)
+decoder: z (N, latent) -> 200 ReLU -> logits (N, D); pixel means = sigmoid(logits)
+loss    = -log p(x|z) + beta * KL(q(z|x) || N(0, I)),  z = mu + exp(logvar / 2) * eps
+
+Noise is always passed in (`eps`), never drawn inside a module, so the exported graphs and the
+PyTorch model compute the same thing from the same inputs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .config import VAEConfig
+
+
+class Encoder(nn.Module):
+    """q(z|x): a diagonal Gaussian with mean `mu` and log-variance `logvar`."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.hidden = nn.Linear(config.input_dim, config.hidden)
+        self.mu = nn.Linear(config.hidden, config.latent)
+        self.logvar = nn.Linear(config.hidden, config.latent)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = F.relu(self.hidden(x))
+        return self.mu(h), self.logvar(h)
+
+
+class Decoder(nn.Module):
+    """p(x|z): returns logits; the pixel means are their sigmoid."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.hidden = nn.Linear(config.latent, config.hidden)
+        self.out = nn.Linear(config.hidden, config.input_dim)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.out(F.relu(self.hidden(z)))
+
+
+def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
+    """z = mu + sigma * eps with sigma = exp(logvar / 2) (Kingma & Welling 2014, eq. 10)."""
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per example, summed over latent dims.
+
+    Closed form from Kingma & Welling 2014, Appendix B: -1/2 * sum(1 + log sigma^2 - mu^2 - sigma^2).
+    """
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
+
+
+def log_likelihood(x: Tensor, logits: Tensor, likelihood: str) -> Tensor:
+    """log p(x|z) per example, summed over pixels, in nats.
+
+    bernoulli: -BCE computed from logits (stable for any logit; x may be binary or in [0, 1]).
+    gaussian:  N(x; sigmoid(logits), variance 1/2), so -log p = sum (x - mean)^2 + D/2 log(pi):
+               the book's MSE-sum loss plus a constant, which makes it a proper density.
+    """
+    if likelihood == "bernoulli":
+        return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=-1)
+    if likelihood == "gaussian":
+        mean = torch.sigmoid(logits)
+        sq = (x - mean).pow(2).sum(dim=-1)
+        return -sq - 0.5 * x.shape[-1] * math.log(math.pi)
+    raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+
+
+def compute_loss_terms(
+    encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per-example reconstruction term (-log p(x|z)) and KL term for one noise draw."""
+    mu, logvar = encoder(x)
+    z = reparameterize(mu, logvar, eps)
+    rec = -log_likelihood(x, decoder(z), encoder.config.likelihood)
+    return rec, kl_divergence(mu, logvar)
+
+
+def build_models(config: VAEConfig, seed: int | None = None) -> tuple[Encoder, Decoder]:
+    """A freshly initialized encoder/decoder pair (seeded when `seed` is given)."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return Encoder(config), Decoder(config)
+    return Encoder(config), Decoder(config)
