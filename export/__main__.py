@@ -46,25 +46,20 @@ def resolve_validation_devices(device: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from edgevae.train.checkpoint import CheckpointError, load_pair
+    from edgevae.train.checkpoint import CheckpointError
 
-    from .convert import ExportError, build_graphs, build_manifest, write_graphs, write_manifest
-    from .validate import ValidationError, measure_parity, validate_parity
+    from .convert import ExportError, export_model
+    from .validate import ValidationError
 
     out = Path(args.out)
     t0 = time.perf_counter()
     try:
         devices = resolve_validation_devices(args.device)
         print(f"device: {args.device} -> validating on {', '.join(devices)} (tracing on cpu)")
-        config, blobs = build_graphs(args.checkpoints, args.opset)
-        encoder, decoder = load_pair(args.checkpoints)
-        parity = {}
-        for device in devices:
-            parity[device] = validate_parity(measure_parity(encoder, decoder, blobs, device), device)
-            figures = ", ".join(f"{k} {v:.1e}" for k, v in parity[device]["max_abs_diff"].items())
-            print(f"parity vs PyTorch ({device}, tolerance {parity[device]['tolerance']:.0e}): {figures}")
-        paths = write_graphs(out, blobs)
-        paths.append(write_manifest(out, build_manifest(out, config, blobs, args.opset, parity, args.checkpoints)))
+        paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices))
+        for device, summary in parity.items():
+            figures = ", ".join(f"{k} {v:.1e}" for k, v in summary["max_abs_diff"].items())
+            print(f"parity vs PyTorch ({device}, tolerance {summary['tolerance']:.0e}): {figures}")
         if not args.no_samples:
             from edgevae.runtime import VAE
             from edgevae.runtime.images import save_grid

@@ -167,3 +167,20 @@ def write_manifest(out: str | os.PathLike[str], manifest: dict[str, Any]) -> Pat
     path = Path(out) / contract.MANIFEST_FILE
     write_bytes_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return path
+
+
+def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str], opset: int = contract.OPSET,
+                 devices: tuple[str, ...] = ("cpu",)) -> tuple[list[Path], dict[str, Any]]:
+    """Build, validate on each device's provider, then write graphs and manifest.
+
+    Returns (paths written, parity summary per device). Raises CheckpointError, ExportError or
+    ValidationError (ParityError with the max difference) before anything is written.
+    """
+    from .validate import measure_parity, validate_parity
+
+    config, blobs = build_graphs(checkpoints, opset)
+    encoder, decoder = checkpoint.load_pair(checkpoints)
+    parity = {device: validate_parity(measure_parity(encoder, decoder, blobs, device), device) for device in devices}
+    paths = write_graphs(out, blobs)
+    paths.append(write_manifest(out, build_manifest(out, config, blobs, opset, parity, checkpoints)))
+    return paths, parity

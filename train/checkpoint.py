@@ -66,7 +66,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edgevae checkpoint (no format={FORMAT!r} field)")

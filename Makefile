@@ -1,0 +1,41 @@
+# edgevae: `make export` (main job) and `make test` each create the virtual environment they need.
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+CHECKPOINTS ?= artifacts/checkpoints
+ONNX_DIR    ?= artifacts/onnx
+MODEL_DIR   := runtime/models/default
+DATA_DIR    ?= $(EDGEVAE_DATA_DIR)
+TRAIN_ARGS  ?=
+PYTEST_ARGS ?=
+
+.PHONY: venv train export ship test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[train,cpu,dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+## train: retrain the released checkpoints (make train DATA_DIR=/path/to/mnist [TRAIN_ARGS="--preset book"])
+train: venv
+	@test -n "$(DATA_DIR)" || { echo "make train needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
+	$(BIN)/python -m edgevae.train --data-dir "$(DATA_DIR)" --out $(CHECKPOINTS) $(TRAIN_ARGS)
+
+## export: checkpoints -> validated ONNX graphs + manifest + samples.png (TRAIN=1 retrains first)
+export: venv $(if $(TRAIN),train)
+	$(BIN)/python -m edgevae.export --checkpoints $(CHECKPOINTS) --out $(ONNX_DIR)
+
+## ship: make the exported model the runtime's packaged default
+ship: export
+	cp $(ONNX_DIR)/encoder.onnx $(ONNX_DIR)/decoder.onnx $(ONNX_DIR)/manifest.json $(MODEL_DIR)/
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache $(ONNX_DIR)

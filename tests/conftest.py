@@ -1,0 +1,83 @@
+"""Shared fixtures: data folder, small trained and fresh checkpoints, exported model folders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASED_CHECKPOINTS = REPO / "artifacts" / "checkpoints"
+SHIPPED_MODEL = REPO / "runtime" / "models" / "default"
+HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+NO_CUDA_REASON = (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider here "
+                  f"(available: {ort.get_available_providers()}); run on a GPU machine with edgevae[gpu]")
+DEVICES = [pytest.param("cpu", id="cpu"),
+           pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda,
+                                                  pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA_REASON)])]
+
+
+def find_data_dir() -> Path | None:
+    env = os.environ.get("EDGEVAE_DATA_DIR")
+    for candidate in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data" / "mnist"]:
+        if (candidate / "MNIST" / "raw").is_dir() or candidate.is_dir() and any(candidate.glob("*-ubyte*")):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    found = find_data_dir()
+    if found is None:
+        pytest.skip("MNIST not found: set EDGEVAE_DATA_DIR or put it at ../shared/data/mnist")
+    return found
+
+
+@pytest.fixture(scope="session")
+def fresh_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly initialized (untrained) encoder/decoder pair with the default config."""
+    from edgevae.train import checkpoint
+    from edgevae.train.config import TrainConfig
+    from edgevae.train.model import build_models
+
+    folder = tmp_path_factory.mktemp("fresh_ckpt")
+    config = TrainConfig()
+    encoder, decoder = build_models(config.model, seed=123)
+    checkpoint.save_module(folder / checkpoint.ENCODER_FILE, "encoder", encoder, config, 0)
+    checkpoint.save_module(folder / checkpoint.DECODER_FILE, "decoder", decoder, config, 0)
+    return folder
+
+
+def export_to(checkpoints: Path, out: Path) -> Path:
+    from edgevae.export.convert import export_model
+
+    export_model(checkpoints, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def released_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed checkpoints exported into a temporary folder."""
+    return export_to(RELEASED_CHECKPOINTS, tmp_path_factory.mktemp("released_onnx"))
+
+
+@pytest.fixture(scope="session")
+def fresh_model(fresh_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_to(fresh_checkpoints, tmp_path_factory.mktemp("fresh_onnx"))
+
+
+@pytest.fixture(params=["released", "fresh"])
+def model_case(request: pytest.FixtureRequest) -> tuple[Path, Path]:
+    """(checkpoint folder, exported model folder) for the released and a fresh model."""
+    if request.param == "released":
+        return RELEASED_CHECKPOINTS, request.getfixturevalue("released_model")
+    return request.getfixturevalue("fresh_checkpoints"), request.getfixturevalue("fresh_model")
+
+
+@pytest.fixture(scope="session")
+def real_digits() -> "object":
+    """256 real MNIST test digits, uint8 (256, 784), as shipped with the exporter."""
+    from edgevae.export.validate import load_real_images
+
+    return load_real_images()

@@ -1,0 +1,37 @@
+"""Config dataclasses: validation, presets, and the round trip through plain dicts."""
+from __future__ import annotations
+
+import pytest
+
+from edgevae.train.config import PRESETS, TrainConfig, VAEConfig
+
+
+def test_round_trip_through_dict() -> None:
+    config = TrainConfig(model=VAEConfig(hidden=64, latent=8, likelihood="gaussian", beta=0.5), epochs=3)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_book_preset_is_the_textbook_recipe() -> None:
+    book = PRESETS["book"]
+    assert (book.lr, book.lr_final, book.batch_size, book.epochs, book.model.likelihood) == (3e-4, 3e-4, 32, 30, "gaussian")
+    assert (book.model.hidden, book.model.latent) == (200, 20)
+
+
+def test_default_is_bernoulli() -> None:
+    assert PRESETS["default"].model.likelihood == "bernoulli"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"likelihood": "poisson"}, "likelihood must be one of"),
+    ({"latent": 0}, "hidden and latent must be >= 1"),
+    ({"beta": -1.0}, "beta must be >= 0"),
+    ({"image_shape": (28,)}, "image_shape must be two positive ints"),
+])
+def test_bad_model_config_is_rejected(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        VAEConfig(**kwargs)
+
+
+def test_unknown_fields_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown VAEConfig fields \\['depth'\\]"):
+        VAEConfig.from_dict({"depth": 3})

@@ -1,0 +1,119 @@
+"""The training loop on real MNIST slices: learns, is reproducible, resumes, reports."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgevae.train import checkpoint, loop
+from edgevae.train.config import TrainConfig, VAEConfig
+
+SMALL = dict(train_limit=1000, test_limit=200, batch_size=50, iw_samples=0)
+
+
+def run(config: TrainConfig, data_dir: Path, out: Path, **kwargs: object) -> dict:
+    return loop.run_training(config, data_dir, out, device="cpu", progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_short_run_on_real_mnist_lowers_the_loss(data_dir: Path, tmp_path: Path, likelihood: str) -> None:
+    config = TrainConfig(model=VAEConfig(likelihood=likelihood), epochs=3, **SMALL)
+    metrics = run(config, data_dir, tmp_path)
+    losses = [h["train_loss"] for h in metrics["history"]]
+    elbos = [h["test_elbo"] for h in metrics["history"]]
+    assert losses[-1] < losses[0] * 0.9, losses
+    assert elbos[-1] > elbos[0], elbos
+    for name in ("encoder.pt", "decoder.pt", "metrics.json", "loss_curve.png", "samples.png", "train_state.pt"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["complete"] and on_disk["history"] == metrics["history"]
+
+
+def test_same_seed_gives_the_same_losses_and_weights(data_dir: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=2, **SMALL)
+    a = run(config, data_dir, tmp_path / "a")
+    b = run(config, data_dir, tmp_path / "b")
+    for ha, hb in zip(a["history"], b["history"]):
+        for key in ("train_loss", "test_elbo"):
+            assert ha[key] == pytest.approx(hb[key], abs=1e-6)
+    for name in ("encoder.pt", "decoder.pt"):
+        sa = torch.load(tmp_path / "a" / name, weights_only=True)["state_dict"]
+        sb = torch.load(tmp_path / "b" / name, weights_only=True)["state_dict"]
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_interrupted_then_resumed_run_matches_uninterrupted(data_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TrainConfig(epochs=3, **SMALL)
+    whole = run(config, data_dir, tmp_path / "whole")
+
+    real_evaluate = loop.evaluate_elbo
+    calls = {"n": 0}
+
+    def interrupt_in_third_epoch(*args: object, **kwargs: object) -> dict:
+        calls["n"] += 1
+        if calls["n"] == 3:  # Ctrl-C at the end of epoch 3, before it is saved
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_elbo", interrupt_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, data_dir, tmp_path / "split")
+    state = checkpoint.load_train_state(tmp_path / "split" / "train_state.pt")
+    assert state["epoch"] == 2  # only the current epoch was lost
+    monkeypatch.setattr(loop, "evaluate_elbo", real_evaluate)
+    resumed = run(config, data_dir, tmp_path / "split", resume=True)
+
+    assert len(resumed["history"]) == 3
+    for hw, hr in zip(whole["history"], resumed["history"]):
+        assert hw["train_loss"] == pytest.approx(hr["train_loss"], abs=1e-6)
+        assert hw["test_elbo"] == pytest.approx(hr["test_elbo"], abs=1e-6)
+    for name in ("encoder.pt", "decoder.pt"):
+        sw = torch.load(tmp_path / "whole" / name, weights_only=True)["state_dict"]
+        sr = torch.load(tmp_path / "split" / name, weights_only=True)["state_dict"]
+        assert all(torch.equal(sw[k], sr[k]) for k in sw)
+
+
+def test_resume_with_a_different_config_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    run(TrainConfig(epochs=1, **SMALL), data_dir, tmp_path)
+    with pytest.raises(checkpoint.CheckpointError, match="different config"):
+        run(TrainConfig(epochs=1, lr=5e-4, **SMALL), data_dir, tmp_path, resume=True)
+
+
+def test_importance_weighted_metric_is_written(data_dir: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=1, train_limit=500, test_limit=50, batch_size=50, iw_samples=20)
+    metrics = run(config, data_dir, tmp_path)
+    assert metrics["iw_samples"] == 20 and metrics["test_images_binarized"] is True
+    assert metrics["test_iw_log_likelihood"] >= metrics["test_elbo"] - 1.0  # a tighter bound, up to noise
+    assert metrics["test_iw_nll"] == -metrics["test_iw_log_likelihood"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgevae.train", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_missing_data_exits_with_one_clear_line(tmp_path: Path) -> None:
+    result = cli("--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert result.returncode == 2
+    assert f"error: data folder {tmp_path / 'nowhere'} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_trains_and_reports_device(data_dir: Path, tmp_path: Path) -> None:
+    result = cli("--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1", "--train-limit", "300",
+                 "--test-limit", "50", "--iw-samples", "5", "--device", "auto", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "device: auto -> cpu" in result.stderr
+    assert "importance-weighted log p(x)" in result.stdout
+
+
+def test_cli_help_states_defaults() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for text in ("default: 200", "book: 32", "default: 0.001", "default: auto", "--resume"):
+        assert text in result.stdout, text
