@@ -1,0 +1,179 @@
+"""The exported graphs: contract, checks, metadata, manifest, determinism, validation, CLI."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from edgevae.export.convert import ExportError, build_graphs, check_graph
+from edgevae.export.validate import ParityError, measure_parity, validate_parity
+from edgevae.runtime import contract
+from edgevae.train import checkpoint
+
+from conftest import RELEASED_CHECKPOINTS, SHIPPED_MODEL
+
+
+def session(folder: Path, graph: str) -> ort.InferenceSession:
+    return ort.InferenceSession(str(folder / contract.GRAPHS[graph].file), providers=["CPUExecutionProvider"])
+
+
+def test_both_graphs_load_with_contract_signatures(released_model: Path) -> None:
+    for graph, spec in contract.GRAPHS.items():
+        s = session(released_model, graph)
+        assert [i.name for i in s.get_inputs()] == spec.input_names
+        assert [o.name for o in s.get_outputs()] == spec.output_names
+        assert all(i.type == "tensor(float)" for i in s.get_inputs() + s.get_outputs())
+        assert all(i.shape[0] == contract.BATCH for i in s.get_inputs() + s.get_outputs())
+
+
+def test_no_random_operators_and_self_contained(released_model: Path) -> None:
+    for graph, spec in contract.GRAPHS.items():
+        model = onnx.load(released_model / spec.file)
+        assert not {n.op_type for n in model.graph.node} & contract.RANDOM_OPS
+        assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+        onnx.checker.check_model(model, full_check=True)
+        assert model.ir_version <= contract.MAX_IR_VERSION
+        assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [contract.OPSET]
+    assert sorted(p.name for p in released_model.iterdir()) == ["decoder.onnx", "encoder.onnx", "manifest.json"]
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 4096])
+def test_dynamic_batch(released_model: Path, batch: int) -> None:
+    rng = np.random.default_rng(batch)
+    x = rng.random((batch, 784), dtype=np.float32)
+    eps = rng.standard_normal((batch, 20), dtype=np.float32)
+    mu, logvar, z = session(released_model, "encoder").run(None, {"x": x, "eps": eps})
+    assert mu.shape == logvar.shape == z.shape == (batch, 20)
+    np.testing.assert_allclose(z, mu + np.exp(0.5 * logvar) * eps, rtol=1e-6, atol=1e-6)
+    mean, logits = session(released_model, "decoder").run(None, {"z": z})
+    assert mean.shape == logits.shape == (batch, 784)
+    assert mean.min() >= 0 and mean.max() <= 1
+
+
+def test_metadata(released_model: Path) -> None:
+    import torch
+
+    for graph, spec in contract.GRAPHS.items():
+        meta = session(released_model, graph).get_modelmeta().custom_metadata_map
+        assert meta[contract.META_GRAPH] == graph
+        assert json.loads(meta[contract.META_CONFIG]) == {"beta": 1.0, "hidden": 200, "image_shape": [28, 28],
+                                                           "latent": 20, "likelihood": "bernoulli"}
+        source = RELEASED_CHECKPOINTS / f"{graph}.pt"
+        assert meta[contract.META_CHECKPOINT_SHA256] == hashlib.sha256(source.read_bytes()).hexdigest()
+        versions = json.loads(meta[contract.META_VERSIONS])
+        assert versions["torch"] == torch.__version__ and versions["onnx"] == onnx.__version__
+        assert meta[contract.META_OPSET] == str(contract.OPSET)
+
+
+def test_manifest_describes_each_file(released_model: Path) -> None:
+    manifest = json.loads((released_model / contract.MANIFEST_FILE).read_text())
+    assert manifest["format"] == contract.MANIFEST_FORMAT and manifest["opset"] == contract.OPSET
+    assert manifest["min_onnxruntime"] == contract.MIN_ONNXRUNTIME
+    for graph, spec in contract.GRAPHS.items():
+        entry = manifest["files"][spec.file]
+        blob = (released_model / spec.file).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(blob).hexdigest() and entry["size"] == len(blob)
+        assert [t["name"] for t in entry["inputs"]] == spec.input_names
+        assert [t["name"] for t in entry["outputs"]] == spec.output_names
+    assert manifest["files"]["encoder.onnx"]["inputs"][0]["shape"] == ["batch", 784]
+    assert manifest["files"]["decoder.onnx"]["inputs"][0]["shape"] == ["batch", 20]
+    parity = manifest["parity"]["cpu"]
+    assert parity["tolerance"] == contract.TOLERANCE["cpu"] and parity["batch_sizes"] == [1, 7, 64, 4096]
+    assert 0 <= max(parity["max_abs_diff"].values()) <= contract.TOLERANCE["cpu"]
+
+
+def test_reexport_is_byte_identical(tmp_path: Path) -> None:
+    _, first = build_graphs(RELEASED_CHECKPOINTS)
+    _, second = build_graphs(RELEASED_CHECKPOINTS)
+    assert first == second
+
+
+def test_shipped_graphs_are_what_export_produces() -> None:
+    _, blobs = build_graphs(RELEASED_CHECKPOINTS)
+    manifest = json.loads((SHIPPED_MODEL / contract.MANIFEST_FILE).read_text())
+    for graph, spec in contract.GRAPHS.items():
+        assert (SHIPPED_MODEL / spec.file).read_bytes() == blobs[graph], f"{spec.file} drifted: run `make ship`"
+        assert manifest["files"][spec.file]["sha256"] == hashlib.sha256(blobs[graph]).hexdigest()
+
+
+def perturb(blob: bytes, amount: float) -> bytes:
+    """Shift every value of the graph's last initializer (an output layer's bias) by `amount`."""
+    model = onnx.load_from_string(blob)
+    init = model.graph.initializer[-1]
+    array = numpy_helper.to_array(init) + np.float32(amount)
+    init.CopyFrom(numpy_helper.from_array(array, init.name))
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("graph", ["encoder", "decoder"])
+def test_validation_catches_a_perturbed_graph(graph: str) -> None:
+    _, blobs = build_graphs(RELEASED_CHECKPOINTS)
+    encoder, decoder = checkpoint.load_pair(RELEASED_CHECKPOINTS)
+    blobs[graph] = perturb(blobs[graph], 1e-3)
+    rows = measure_parity(encoder, decoder, blobs, batch_sizes=(7,))
+    with pytest.raises(ParityError) as err:
+        validate_parity(rows)
+    assert err.value.max_abs_diff > contract.TOLERANCE["cpu"]
+    assert "differs from PyTorch by max |diff| =" in str(err.value) and "tolerance 1e-05" in str(err.value)
+
+
+def test_check_graph_rejects_random_operators() -> None:
+    _, blobs = build_graphs(RELEASED_CHECKPOINTS)
+    model = onnx.load_from_string(blobs["encoder"])
+    model.graph.node.append(onnx.helper.make_node("RandomNormalLike", ["mu"], ["noise"]))
+    with pytest.raises(ExportError, match=r"random operators \['RandomNormalLike'\]"):
+        check_graph(model, contract.ENCODER, "encoder")
+
+
+def test_check_graph_rejects_wrong_names() -> None:
+    _, blobs = build_graphs(RELEASED_CHECKPOINTS)
+    model = onnx.load_from_string(blobs["decoder"])
+    model.graph.output[0].name = "pixels"
+    with pytest.raises(ExportError, match="differs from the contract"):
+        check_graph(model, contract.DECODER, "decoder")
+
+
+def export_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgevae.export", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_exports_and_says_where(tmp_path: Path) -> None:
+    result = export_cli("--checkpoints", str(RELEASED_CHECKPOINTS), "--out", str(tmp_path), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "device: cpu -> validating on cpu" in result.stdout
+    for name in ("encoder.onnx", "decoder.onnx", "manifest.json", "samples.png"):
+        assert f"wrote {tmp_path / name}" in result.stdout
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_cli_bad_checkpoint_writes_nothing(tmp_path: Path, damage: str) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "encoder.pt").write_bytes((RELEASED_CHECKPOINTS / "encoder.pt").read_bytes())
+    if damage == "corrupt":
+        (ckpt / "decoder.pt").write_bytes((RELEASED_CHECKPOINTS / "decoder.pt").read_bytes()[:5000])
+    result = export_cli("--checkpoints", str(ckpt), "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = "corrupt checkpoint" if damage == "corrupt" else "not found"
+    assert f"error: " in result.stderr and expected in result.stderr and "decoder.pt" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_help() -> None:
+    result = export_cli("--help")
+    assert result.returncode == 0 and "--checkpoints" in result.stdout and f"default: {contract.OPSET}" in result.stdout
+
+
+def test_cuda_validation_refused_without_cuda(tmp_path: Path) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA provider; the refusal cannot happen here")
+    result = export_cli("--checkpoints", str(RELEASED_CHECKPOINTS), "--out", str(tmp_path), "--device", "cuda")
+    assert result.returncode == 2 and "has no CUDAExecutionProvider" in result.stderr
