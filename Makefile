@@ -9,7 +9,7 @@ DATA_DIR    ?= $(EDGEVAE_DATA_DIR)
 TRAIN_ARGS  ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv train export ship test bench clean
+.PHONY: venv train export ship test bench compat clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+## compat: the oldest supported onnxruntime gives the same samples as the pinned one
+compat: export
+	bash bench/compat.sh $(ONNX_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(ONNX_DIR)
