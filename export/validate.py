@@ -16,6 +16,7 @@ import onnxruntime as ort
 import torch
 
 from edgevae.runtime import contract
+from edgevae.runtime.model import CUDA_OPTIONS
 from edgevae.train.model import Decoder, Encoder, reparameterize
 
 BATCH_SIZES = (1, 7, 64, 4096)
@@ -56,7 +57,7 @@ def make_session(blob: bytes, device: str) -> ort.InferenceSession:
                               f"(available: {ort.get_available_providers()})")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    providers: list[Any] = [(provider, {"use_tf32": 0})] if device == "cuda" else [provider]
+    providers: list[Any] = [(provider, CUDA_OPTIONS)] if device == "cuda" else [provider]
     session = ort.InferenceSession(blob, sess_options=opts, providers=providers)
     if session.get_providers()[0] != provider:
         raise ValidationError(f"{provider} did not load (session runs on {session.get_providers()})")
