@@ -1,12 +1,15 @@
-"""Arrays <-> pictures: tile images into a grid, write PNG (needs Pillow), read PNG/.npy inputs.
+"""Arrays <-> pictures: tile images into a grid, write PNG or .npy, read PNG/.npy inputs.
 
-numpy only, except the PNG functions, which import Pillow lazily and say how to install it.
+PNG is written with the standard library (zlib), so `edgevae sample` needs nothing beyond numpy
+and onnxruntime; reading PNG input imports Pillow lazily and says how to install it when missing.
 """
 from __future__ import annotations
 
 import io
 import math
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,8 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 
-PILLOW_HINT = "writing or reading PNG needs Pillow: pip install 'edgevae[images]' (or save to .npy instead)"
+PILLOW_HINT = "reading PNG input needs Pillow: pip install 'edgevae[images]' (or pass a .npy array instead)"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def import_pillow() -> Any:
@@ -42,14 +46,22 @@ def tile_images(images: np.ndarray, ncols: int | None = None, pad: int = 2, pad_
     return np.round(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
 def encode_png(image: np.ndarray, scale: int = 1) -> bytes:
-    """PNG bytes of a 2-D uint8 array, optionally upscaled by an integer factor (nearest)."""
-    image_mod = import_pillow()
+    """PNG bytes (8-bit grayscale) of a 2-D uint8 array, optionally upscaled (nearest)."""
+    image = np.asarray(image)
+    if image.ndim != 2 or image.dtype != np.uint8:
+        raise ValueError(f"encode_png expects a 2-D uint8 array, got {image.dtype} of shape {image.shape}")
     if scale > 1:
-        image = np.kron(image, np.ones((scale, scale), dtype=np.uint8))
-    buf = io.BytesIO()
-    image_mod.fromarray(image, mode="L").save(buf, format="PNG")
-    return buf.getvalue()
+        image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    height, width = image.shape
+    rows = np.hstack([np.zeros((height, 1), np.uint8), image])  # filter type 0 (None) on every row
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit, grayscale, no interlace
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
+            + png_chunk(b"IEND", b""))
 
 
 def save_grid(images: np.ndarray, path: str | os.PathLike[str], ncols: int | None = None, scale: int = 2) -> Path:

@@ -1,4 +1,4 @@
-"""The runtime works in a process where importing torch (or onnx) is impossible."""
+"""The runtime works in a process where importing torch, onnx or Pillow is impossible."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ BLOCKER = """
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'torchvision'):
+        if name.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'torchvision', 'PIL'):
             raise ImportError(f'{name} is blocked in this test')
         return None
 sys.meta_path.insert(0, Block())
