@@ -99,14 +99,15 @@ def measure_parity(encoder: Encoder, decoder: Decoder, blobs: dict[str, bytes], 
             mu, logvar = encoder(torch.from_numpy(x))
             z = reparameterize(mu, logvar, torch.from_numpy(eps))
             logits = decoder(z)
-            want = {"mu": mu, "logvar": logvar, "z": z, "mean": torch.sigmoid(logits), "logits": logits}
-            got_e = dict(zip(names_e, enc.run(None, {"x": x, "eps": eps})))
-            got_d = dict(zip(names_d, dec.run(None, {"z": z.numpy()})))
+            want = {contract.MU: mu, contract.LOGVAR: logvar, contract.Z: z,
+                    contract.MEAN: torch.sigmoid(logits), contract.LOGITS: logits}
+            got_e = dict(zip(names_e, enc.run(None, {contract.X: x, contract.EPS: eps})))
+            got_d = dict(zip(names_d, dec.run(None, {contract.Z: z.numpy()})))
             # The whole reconstruct path through ORT alone: encoder z fed to the decoder.
-            got_r = dict(zip(names_d, dec.run(None, {"z": got_e["z"]})))
+            got_r = dict(zip(names_d, dec.run(None, {contract.Z: got_e[contract.Z]})))
             diffs = {f"encoder.{k}": max_diff(got_e[k], want[k].numpy(), k) for k in names_e}
             diffs.update({f"decoder.{k}": max_diff(got_d[k], want[k].numpy(), k) for k in names_d})
-            diffs["reconstruct.mean"] = max_diff(got_r["mean"], want["mean"].numpy())
+            diffs[f"reconstruct.{contract.MEAN}"] = max_diff(got_r[contract.MEAN], want[contract.MEAN].numpy())
             rows.append({"inputs": kind, "batch": batch, "max_abs_diff": diffs})
     return rows
 

@@ -11,6 +11,11 @@ BATCH = "batch"  # the one dynamic axis, in every input and output
 PIXELS = "pixels"  # symbolic: image height * width (784 for MNIST)
 LATENT = "latent"  # symbolic: latent size (20 for the reference model)
 
+# Tensor names. Export, validation and runtime refer to tensors only through these.
+X, EPS = "x", "eps"  # encoder inputs: images in [0, 1], standard normal noise
+MU, LOGVAR, Z = "mu", "logvar", "z"  # encoder outputs (Z is also the decoder input)
+MEAN, LOGITS = "mean", "logits"  # decoder outputs: pixel means in [0, 1], their logits
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -47,16 +52,15 @@ class GraphSpec:
 # encoder: (x, eps) -> (mu, logvar, z); z = mu + exp(0.5 * logvar) * eps, eps given by the caller.
 ENCODER = GraphSpec(
     file="encoder.onnx",
-    inputs=(TensorSpec("x", (BATCH, PIXELS)), TensorSpec("eps", (BATCH, LATENT))),
-    outputs=(TensorSpec("mu", (BATCH, LATENT)), TensorSpec("logvar", (BATCH, LATENT)),
-             TensorSpec("z", (BATCH, LATENT))),
+    inputs=(TensorSpec(X, (BATCH, PIXELS)), TensorSpec(EPS, (BATCH, LATENT))),
+    outputs=(TensorSpec(MU, (BATCH, LATENT)), TensorSpec(LOGVAR, (BATCH, LATENT)), TensorSpec(Z, (BATCH, LATENT))),
 )
 # decoder: z -> (mean, logits); mean = sigmoid(logits) are the pixel means in [0, 1]; logits give a
 # stable bernoulli log p(x|z) = -softplus(-logits) * x - softplus(logits) * (1 - x).
 DECODER = GraphSpec(
     file="decoder.onnx",
-    inputs=(TensorSpec("z", (BATCH, LATENT)),),
-    outputs=(TensorSpec("mean", (BATCH, PIXELS)), TensorSpec("logits", (BATCH, PIXELS))),
+    inputs=(TensorSpec(Z, (BATCH, LATENT)),),
+    outputs=(TensorSpec(MEAN, (BATCH, PIXELS)), TensorSpec(LOGITS, (BATCH, PIXELS))),
 )
 GRAPHS = {"encoder": ENCODER, "decoder": DECODER}
 
@@ -75,7 +79,7 @@ TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}  # cuda: other GEMM kernels and reductio
 # Logits are unbounded (background pixels reach about -50, where one float32 ulp is 3.8e-6), so they
 # are compared like numpy.allclose: |diff| <= TOLERANCE + RELATIVE_TOLERANCE[name] * |reference|.
 # Every other output (mu, logvar, z, mean) is held to the absolute tolerance alone.
-RELATIVE_TOLERANCE = {"logits": 1e-6}
+RELATIVE_TOLERANCE = {LOGITS: 1e-6}
 
 RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
                         "Multinomial", "Bernoulli"})

@@ -83,18 +83,19 @@ class VAE:
         """
         xs, single = self.check_images(x)
         if eps is None and seed is None:
-            mu, logvar = self.run_encoder(xs, np.zeros((len(xs), self.latent), np.float32), ("mu", "logvar"))
+            mu, logvar = self.run_encoder(xs, np.zeros((len(xs), self.latent), np.float32),
+                                          (contract.MU, contract.LOGVAR))
             return (mu[0], logvar[0]) if single else (mu, logvar)
         if eps is None:
             eps_arr = self.sample_latent(len(xs), seed)
         else:
-            eps_arr, _ = self.check_latent(eps, "eps", batch=len(xs))
-        (z,) = self.run_encoder(xs, eps_arr, ("z",))
+            eps_arr, _ = self.check_latent(eps, contract.EPS, batch=len(xs))
+        (z,) = self.run_encoder(xs, eps_arr, (contract.Z,))
         return z[0] if single else z
 
     def decode(self, z: Any) -> np.ndarray:
         """Pixel means (N, H, W) in [0, 1] for latents z (N, latent) or one (latent,)."""
-        zs, single = self.check_latent(z, "z")
+        zs, single = self.check_latent(z, contract.Z)
         out = self.run_decoder(zs)
         return out[0] if single else out
 
@@ -105,8 +106,8 @@ class VAE:
         out = np.empty((len(xs), *self.image_shape), np.float32)
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
-            (z,) = self.encoder.run(["z"], {"x": as_float_images(xs[lo:hi]), "eps": eps[lo:hi]})
-            out[lo:hi] = self.decoder.run(["mean"], {"z": z})[0].reshape(-1, *self.image_shape)
+            (z,) = self.encoder.run([contract.Z], self.encoder_feed(xs[lo:hi], eps[lo:hi]))
+            out[lo:hi] = self.decode_chunk(z)
         return out[0] if single else out
 
     def interpolate(self, x_a: Any, x_b: Any, steps: int = 10) -> np.ndarray:
@@ -122,20 +123,26 @@ class VAE:
         outs = [np.empty((len(xs), self.latent), np.float32) for _ in names]
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
-            for out, got in zip(outs, self.encoder.run(list(names), {"x": as_float_images(xs[lo:hi]),
-                                                                     "eps": eps[lo:hi]})):
+            for out, got in zip(outs, self.encoder.run(list(names), self.encoder_feed(xs[lo:hi], eps[lo:hi]))):
                 out[lo:hi] = got
         return outs
+
+    @staticmethod
+    def encoder_feed(x_chunk: np.ndarray, eps_chunk: np.ndarray) -> dict[str, np.ndarray]:
+        return {contract.X: as_float_images(x_chunk), contract.EPS: eps_chunk}
+
+    def decode_chunk(self, z: np.ndarray) -> np.ndarray:
+        return self.decoder.run([contract.MEAN], {contract.Z: z})[0].reshape(-1, *self.image_shape)
 
     def run_decoder(self, zs: np.ndarray) -> np.ndarray:
         out = np.empty((len(zs), *self.image_shape), np.float32)
         for lo in range(0, len(zs), self.chunk_size):
             hi = lo + self.chunk_size
-            out[lo:hi] = self.decoder.run(["mean"], {"z": zs[lo:hi]})[0].reshape(-1, *self.image_shape)
+            out[lo:hi] = self.decode_chunk(zs[lo:hi])
         return out
 
     # -- input checks -----------------------------------------------------------------------
-    def check_images(self, x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
+    def check_images(self, x: Any, name: str = contract.X) -> tuple[np.ndarray, bool]:
         """Validate images; returns ((N, pixels) array, was-a-single-image).
 
         Accepts float arrays in [0, 1] or integer pixel levels 0..255 (uint8 usually), shaped

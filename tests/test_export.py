@@ -45,7 +45,7 @@ def test_no_random_operators_and_self_contained(released_model: Path) -> None:
     assert sorted(p.name for p in released_model.iterdir()) == ["decoder.onnx", "encoder.onnx", "manifest.json"]
 
 
-@pytest.mark.parametrize("batch", [1, 7, 64, 4096])
+@pytest.mark.parametrize("batch", [1, 7, 64, 4096, 10_000])
 def test_dynamic_batch(released_model: Path, batch: int) -> None:
     rng = np.random.default_rng(batch)
     x = rng.random((batch, 784), dtype=np.float32)
