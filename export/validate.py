@@ -16,7 +16,8 @@ import onnxruntime as ort
 import torch
 
 from edgevae.runtime import contract
-from edgevae.runtime.model import CUDA_OPTIONS
+from edgevae.runtime.errors import DeviceError, ModelError
+from edgevae.runtime.model import make_session_options, start_session
 from edgevae.train.model import Decoder, Encoder, reparameterize
 
 BATCH_SIZES = (1, 7, 64, 4096)
@@ -50,18 +51,14 @@ def load_real_images() -> np.ndarray:
 
 
 def make_session(blob: bytes, device: str) -> ort.InferenceSession:
-    """A session on exactly one provider; raises ValidationError when it is not the one that ran."""
-    provider = PROVIDERS[device]
-    if provider not in ort.get_available_providers():
-        raise ValidationError(f"{provider} is not available in this onnxruntime "
-                              f"(available: {ort.get_available_providers()})")
-    opts = ort.SessionOptions()
+    """A session on `device` via the runtime's own start-up checks; ValidationError when the
+    provider is missing or did not load."""
+    opts = make_session_options()
     opts.log_severity_level = 3
-    providers: list[Any] = [(provider, CUDA_OPTIONS)] if device == "cuda" else [provider]
-    session = ort.InferenceSession(blob, sess_options=opts, providers=providers)
-    if session.get_providers()[0] != provider:
-        raise ValidationError(f"{provider} did not load (session runs on {session.get_providers()})")
-    return session
+    try:
+        return start_session(blob, f"{device} validation session", device, opts)
+    except (DeviceError, ModelError) as exc:
+        raise ValidationError(str(exc)) from exc
 
 
 def make_inputs(kind: str, batch: int, latent: int, pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

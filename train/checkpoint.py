@@ -43,10 +43,14 @@ def serialize(obj: Any) -> bytes:
     return buf.getvalue()
 
 
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the module's parameters and buffers."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
 def save_module(path: str | os.PathLike[str], kind: str, module: nn.Module, train_config: TrainConfig,
                 epoch: int) -> None:
     """Write one encoder or decoder checkpoint atomically."""
-    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -54,7 +58,7 @@ def save_module(path: str | os.PathLike[str], kind: str, module: nn.Module, trai
         "config": module.config.to_dict(),
         "train_config": train_config.to_dict(),
         "epoch": int(epoch),
-        "state_dict": state,
+        "state_dict": cpu_state_dict(module),
     }
     write_bytes_atomic(path, serialize(payload))
 

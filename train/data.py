@@ -15,11 +15,12 @@ import hashlib
 import logging
 import os
 import struct
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from edgevae.runtime.atomic import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +153,7 @@ def download_mnist(root: str | os.PathLike[str]) -> Path:
             if hashlib.md5(gzip.decompress(blob)).hexdigest() != md5:
                 errors.append(f"{mirror}: checksum mismatch")
                 continue
-            fd, tmp = tempfile.mkstemp(dir=dest, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            write_bytes_atomic(target, blob)
             logger.info("downloaded %s", target)
             break
         else:

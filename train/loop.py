@@ -178,9 +178,9 @@ def save_epoch(out: Path, config: TrainConfig, encoder: torch.nn.Module, decoder
     The resume state holds both networks, so a crash between the writes below never leaves it
     out of step with itself.
     """
-    cpu = lambda m: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}  # noqa: E731
     checkpoint.save_train_state(out / checkpoint.STATE_FILE, {
-        "epoch": epoch, "train_config": config.to_dict(), "encoder": cpu(encoder), "decoder": cpu(decoder),
+        "epoch": epoch, "train_config": config.to_dict(), "encoder": checkpoint.cpu_state_dict(encoder),
+        "decoder": checkpoint.cpu_state_dict(decoder),
         "optimizer": optimizer.state_dict(), "history": history,
     })
     checkpoint.save_module(out / checkpoint.ENCODER_FILE, "encoder", encoder, config, epoch)
