@@ -17,9 +17,11 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contract
+from . import likelihood as lik
 from .model import ModelFiles, load_model_files, make_session_options, start_session
 
 DEFAULT_CHUNK = 2048
+DEFAULT_K = 100  # importance samples for log_likelihood
 
 
 class VAE:
@@ -118,6 +120,90 @@ class VAE:
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode((1 - t) * mu_a[None] + t * mu_b[None])
 
+    # -- likelihood ------------------------------------------------------------------------
+    @property
+    def likelihood(self) -> str:
+        """'bernoulli' or 'gaussian': the model's p(x|z), from the manifest's config."""
+        return str(self.files.config.get("likelihood", "bernoulli"))
+
+    def elbo(self, x: Any, seed: int | None = None, eps: Any = None) -> Any:
+        """The evidence lower bound log p(x|z) - KL(q(z|x) || N(0, I)) per image, in nats (float64).
+
+        One z = mu + exp(logvar / 2) * eps per image; eps (N, latent) is given, or drawn as
+        `np.random.default_rng(seed).standard_normal((N, latent))`, the same draw as `encode(x, seed=)`.
+        Returns (N,) for a batch, a float for one image.
+        """
+        xs, single = self.check_images(x)
+        n = len(xs)
+        if eps is not None:
+            if seed is not None:
+                raise ValueError("give eps or seed, not both (seed would be ignored)")
+            eps_arr, _ = self.check_latent(eps, contract.EPS, batch=n)
+        else:
+            eps_arr = self.sample_latent(n, seed)
+        mu, logvar = self.run_encoder(xs, np.zeros((n, self.latent), np.float32), (contract.MU, contract.LOGVAR))
+        out = np.empty(n, np.float64)
+        for lo in range(0, n, self.chunk_size):
+            hi = min(n, lo + self.chunk_size)
+            z = lik_z(mu[lo:hi], logvar[lo:hi], eps_arr[lo:hi])
+            logits, mean = self._run_likelihood_decoder(z)
+            xb = as_float_images(xs[lo:hi])
+            out[lo:hi] = lik.log_px_given_z(xb, logits, mean, self.likelihood) \
+                - lik.kl_standard_normal(mu[lo:hi], logvar[lo:hi])
+        return float(out[0]) if single else out
+
+    def log_likelihood(self, x: Any, k: int = DEFAULT_K, seed: int | None = None, eps: Any = None) -> Any:
+        """The importance-weighted estimate of log p(x) per image, in nats (Burda et al. 2015, eq. 8).
+
+        log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x) with z_i ~ q(z|x): a lower bound that tightens as k
+        grows (k=1 is the ELBO in expectation). Noise: `eps` shaped (k, N, latent), or per image i
+        `np.random.default_rng([seed, i]).standard_normal((k, latent))`, so an image's value does not
+        depend on chunk_size or threads; seed=None draws fresh noise. Images go through in blocks
+        of at most chunk_size decoder rows: k x N is never held at once.
+        Returns (N,) for a batch, a float for one image.
+        """
+        xs, single = self.check_images(x)
+        check_count(k, "k")
+        n = len(xs)
+        eps_arr = None
+        if eps is not None:
+            if seed is not None:
+                raise ValueError("give eps or seed, not both (seed would be ignored)")
+            eps_arr = check_noise(eps, (k, n, self.latent))
+        elif seed is None:
+            seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+        else:
+            check_count(seed, "seed", minimum=0)
+        mu, logvar = self.run_encoder(xs, np.zeros((n, self.latent), np.float32), (contract.MU, contract.LOGVAR))
+        out = np.empty(n, np.float64)
+        log_w = np.empty((k, 0))
+        for lo, hi, s, e in lik.plan_blocks(n, k, self.chunk_size):
+            if s == 0:
+                log_w = np.empty((k, hi - lo), np.float64)
+                xb = as_float_images(xs[lo:hi])
+                noise = eps_arr[:, lo:hi] if eps_arr is not None else np.stack(
+                    [np.random.default_rng([seed, i]).standard_normal((k, self.latent), dtype=np.float32)
+                     for i in range(lo, hi)], axis=1)
+            m, lv = mu[lo:hi], logvar[lo:hi]
+            z = lik_z(m[None], lv[None], noise[s:e])  # (kb, B, latent)
+            logits, mean = self._run_likelihood_decoder(z.reshape(-1, self.latent))
+            shape = (e - s, hi - lo, self.pixels)
+            log_px = lik.log_px_given_z(xb[None], logits.reshape(shape),
+                                        None if mean is None else mean.reshape(shape), self.likelihood)
+            zero = np.zeros_like(z)
+            log_w[s:e] = log_px + lik.log_normal(z, zero, zero) - lik.log_normal(z, m[None], lv[None])
+            if e == k:
+                out[lo:hi] = lik.log_mean_exp(log_w, axis=0)
+        return float(out[0]) if single else out
+
+    def _run_likelihood_decoder(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits, None) for bernoulli, (logits, mean) for gaussian: what log p(x|z) needs."""
+        if self.likelihood == "gaussian":
+            mean, logits = self.decoder.run([contract.MEAN, contract.LOGITS], {contract.Z: z})
+            return logits, mean
+        (logits,) = self.decoder.run([contract.LOGITS], {contract.Z: z})
+        return logits, None
+
     # -- running in chunks ------------------------------------------------------------------
     def run_encoder(self, xs: np.ndarray, eps: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         outs = [np.empty((len(xs), self.latent), np.float32) for _ in names]
@@ -192,6 +278,22 @@ class VAE:
         if len(xs) != 1:
             raise ValueError(f"{name}: expected one image; got a batch of {len(xs)}")
         return xs[0]
+
+
+def lik_z(mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """z = mu + exp(logvar / 2) * eps in float32, as the encoder graph and PyTorch compute it."""
+    return (mu + np.exp(np.float32(0.5) * logvar) * eps).astype(np.float32, copy=False)
+
+
+def check_noise(eps: Any, shape: tuple[int, int, int]) -> np.ndarray:
+    """Importance-sampling noise: exactly `shape` (k, N, latent), finite, as float32."""
+    arr = as_numeric_array(eps, contract.EPS, "noise")
+    if arr.shape != shape:
+        raise ValueError(f"{contract.EPS}: expected shape (k, N, latent) = {shape}; got {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{contract.EPS}: expected finite values; got NaN or Inf")
+    return out
 
 
 def check_count(n: Any, name: str, minimum: int = 1) -> None:

@@ -32,13 +32,20 @@ def evaluate_elbo(encoder: Encoder, decoder: Decoder, x: Tensor, batch_size: int
     rec_sum = kl_sum = 0.0
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
-        mu, logvar = encoder(xb)
-        eps = torch.randn(mu.shape, generator=gen, device=x.device)
-        logits = decoder(reparameterize(mu, logvar, eps))
-        rec_sum += float(-log_likelihood(xb, logits, encoder.config.likelihood).sum())
-        kl_sum += float(kl_divergence(mu, logvar).sum())
+        eps = torch.randn((len(xb), encoder.config.latent), generator=gen, device=x.device)
+        rec, kl = elbo_terms(encoder, decoder, xb, eps)
+        rec_sum += float(rec.sum())
+        kl_sum += float(kl.sum())
     n = len(x)
     return {"elbo": -(rec_sum + kl_sum) / n, "rec": rec_sum / n, "kl": kl_sum / n}
+
+
+@torch.no_grad()
+def elbo_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image: -log p(x|z) and KL(q(z|x) || N(0, I)) for z = mu + sigma * eps; eps is (N, latent)."""
+    mu, logvar = encoder(x)
+    logits = decoder(reparameterize(mu, logvar, eps))
+    return -log_likelihood(x, logits, encoder.config.likelihood), kl_divergence(mu, logvar)
 
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -59,13 +66,20 @@ def evaluate_iw_log_likelihood(encoder: Encoder, decoder: Decoder, x: Tensor, k:
     total = 0.0
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
-        mu, logvar = encoder(xb)  # (B, L)
-        eps = torch.randn((k, *mu.shape), generator=gen, device=x.device)  # (k, B, L)
-        z = reparameterize(mu, logvar, eps)
-        logits = decoder(z.reshape(-1, z.shape[-1])).reshape(k, len(xb), -1)
-        log_px_z = log_likelihood(xb.expand(k, -1, -1), logits, encoder.config.likelihood)
-        log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-        log_qz = log_normal(z, mu, logvar)
-        log_w = log_px_z + log_pz - log_qz  # (k, B)
-        total += float((torch.logsumexp(log_w, dim=0) - math.log(k)).sum())
+        eps = torch.randn((k, len(xb), encoder.config.latent), generator=gen, device=x.device)  # (k, B, L)
+        total += float(iw_log_likelihood(encoder, decoder, xb, eps).sum())
     return total / len(x)
+
+
+@torch.no_grad()
+def iw_log_likelihood(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> Tensor:
+    """Per image: log (1/k) sum_i p(x, z_i) / q(z_i|x) with z_i = mu + sigma * eps[i]; eps is (k, N, latent)."""
+    k = eps.shape[0]
+    mu, logvar = encoder(x)  # (N, L)
+    z = reparameterize(mu, logvar, eps)
+    logits = decoder(z.reshape(-1, z.shape[-1])).reshape(k, len(x), -1)
+    log_px_z = log_likelihood(x.expand(k, -1, -1), logits, encoder.config.likelihood)
+    log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+    log_qz = log_normal(z, mu, logvar)
+    log_w = log_px_z + log_pz - log_qz  # (k, N)
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
