@@ -29,7 +29,9 @@ export: venv $(if $(TRAIN),train)
 
 ## ship: make the exported model the runtime's packaged default
 ship: export
-	cp $(ONNX_DIR)/encoder.onnx $(ONNX_DIR)/decoder.onnx $(ONNX_DIR)/manifest.json $(MODEL_DIR)/
+	$(BIN)/python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['files']))" $(ONNX_DIR)/manifest.json \
+	  | tr ' ' '\n' | sed 's|^|$(ONNX_DIR)/|' | xargs -I{} cp {} $(MODEL_DIR)/
+	cp $(ONNX_DIR)/manifest.json $(MODEL_DIR)/
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

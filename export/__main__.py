@@ -4,9 +4,11 @@
 
 Builds encoder.onnx and decoder.onnx in memory, checks them (ONNX checker, shape inference, no
 random operators), compares ONNX Runtime with PyTorch on random and real inputs at batch sizes
-1, 7, 64 and 4096, and only then writes the graphs, manifest.json (checksums, signatures, parity
-figures) and samples.png (64 digits decoded by ONNX Runtime from fixed noise, seed 0).
-A missing or corrupt checkpoint, or a failed check, writes nothing.
+1, 7, 64 and 4096, replays golden vectors (fixed inputs and the PyTorch outputs) through ONNX
+Runtime, measures the unusual-input score's statistics on normal images, and only then writes the
+graphs, golden.npz + golden.json (for `edgevae selftest`), score_stats.json (for `edgevae score`),
+manifest.json (checksums, signatures, parity figures) and samples.png (64 digits decoded by ONNX
+Runtime from fixed noise, seed 0). A missing or corrupt checkpoint, or a failed check, writes nothing.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="execution providers to validate on: cpu; cuda (CPU and CUDA); auto (CPU, plus "
                         "CUDA when onnxruntime has it). Tracing always runs on the CPU. (default: auto)")
+    p.add_argument("--score-images", default=None,
+                   help="normal images (.npy, any accepted shape) for the score statistics; give this for a model "
+                        "trained on other data (default: 2000 MNIST training digits shipped with the exporter)")
     p.add_argument("--no-samples", action="store_true", help="skip samples.png")
     return p
 
@@ -56,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         devices = resolve_validation_devices(args.device)
         print(f"device: {args.device} -> validating on {', '.join(devices)} (tracing on cpu)")
-        paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices))
+        score_images = None
+        if args.score_images:
+            from edgevae.runtime.images import read_images
+
+            score_images = read_images(args.score_images)
+        paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images)
         for device, summary in parity.items():
             figures = ", ".join(f"{k} {v:.1e}" for k, v in summary["max_abs_diff"].items())
             print(f"parity vs PyTorch ({device}, tolerance {summary['tolerance']:.0e}): {figures}")

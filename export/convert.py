@@ -135,9 +135,18 @@ def describe_tensors(specs: tuple[contract.TensorSpec, ...], config: VAEConfig) 
     return [{"name": t.name, "dtype": t.dtype, "shape": t.concrete_shape(sizes)} for t in specs]
 
 
+EXTRA_ROLES = {
+    contract.GOLDEN_FILE: "golden vectors: fixed inputs and PyTorch outputs (edgevae selftest)",
+    contract.GOLDEN_SPEC_FILE: "golden vector tolerances and how to check them",
+    contract.SCORE_STATS_FILE: "statistics of normal images for the unusual-input scores (edgevae score)",
+}
+
+
 def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[str, bytes], opset: int,
-                   parity: dict[str, Any], checkpoints: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest: per file sha256, size, signature and source checkpoint; plus parity figures."""
+                   parity: dict[str, Any], checkpoints: str | os.PathLike[str],
+                   extras: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """The manifest: per file sha256 and size (graphs also signature and source checkpoint), the
+    other files' roles, and the parity figures."""
     files = {}
     for graph, blob in blobs.items():
         spec = contract.GRAPHS[graph]
@@ -151,6 +160,8 @@ def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[s
             "ir_version": model.ir_version,
             "source_checkpoint_sha256": sha256_file(Path(checkpoints) / f"{graph}.pt"),
         }
+    for name, blob in (extras or {}).items():
+        files[name] = {"role": EXTRA_ROLES[name], "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
     return {
         "format": contract.MANIFEST_FORMAT,
         "version": contract.MANIFEST_VERSION,
@@ -170,17 +181,32 @@ def write_manifest(out: str | os.PathLike[str], manifest: dict[str, Any]) -> Pat
 
 
 def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str], opset: int = contract.OPSET,
-                 devices: tuple[str, ...] = ("cpu",)) -> tuple[list[Path], dict[str, Any]]:
-    """Build, validate on each device's provider, then write graphs and manifest.
+                 devices: tuple[str, ...] = ("cpu",), score_images: Any = None) -> tuple[list[Path], dict[str, Any]]:
+    """Build, validate on each device's provider, then write graphs, golden vectors, score
+    statistics and manifest.
 
-    Returns (paths written, parity summary per device). Raises CheckpointError, ExportError or
-    ValidationError (ParityError with the max difference) before anything is written.
+    score_images: normal images (N, 784) for the score statistics (default: the shipped MNIST
+    training digits). Returns (paths written, parity summary per device). Raises CheckpointError,
+    ExportError or ValidationError (ParityError with the max difference) before anything is written.
     """
-    from .validate import measure_parity, validate_parity
+    from edgevae.runtime.model import ModelFiles
+
+    from .calibrate import calibrate_scores
+    from .golden import build_golden
+    from .validate import check_golden, load_real_images, measure_parity, validate_parity
 
     config, blobs = build_graphs(checkpoints, opset)
     encoder, decoder = checkpoint.load_pair(checkpoints)
     parity = {device: validate_parity(measure_parity(encoder, decoder, blobs, device), device) for device in devices}
+    golden_npz, golden_spec = build_golden(encoder, decoder, load_real_images())
+    staged = ModelFiles(Path(out), {"config": config.to_dict(), "files": {}}, blobs,
+                        {contract.GOLDEN_FILE: golden_npz, contract.GOLDEN_SPEC_FILE: golden_spec})
+    check_golden(staged, devices)
+    stats = calibrate_scores(staged, score_images, "caller-given images" if score_images is not None else None)
+    extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json()}
     paths = write_graphs(out, blobs)
-    paths.append(write_manifest(out, build_manifest(out, config, blobs, opset, parity, checkpoints)))
+    for name, blob in extras.items():
+        write_bytes_atomic(Path(out) / name, blob)
+        paths.append(Path(out) / name)
+    paths.append(write_manifest(out, build_manifest(out, config, blobs, opset, parity, checkpoints, extras)))
     return paths, parity

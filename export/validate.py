@@ -17,7 +17,8 @@ import torch
 
 from edgevae.runtime import contract
 from edgevae.runtime.errors import DeviceError, ModelError
-from edgevae.runtime.model import make_session_options, start_session
+from edgevae.runtime.model import ModelFiles, make_session_options, start_session
+from edgevae.runtime.selftest import max_excess, run_selftest
 from edgevae.train.model import Decoder, Encoder, reparameterize
 
 BATCH_SIZES = (1, 7, 64, 4096)
@@ -26,6 +27,10 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 class ValidationError(RuntimeError):
     """An exported graph does not compute what PyTorch computes."""
+
+
+class SelftestError(ValidationError):
+    """The golden vectors do not replay within tolerance on the exported graphs."""
 
 
 @dataclass
@@ -75,9 +80,18 @@ def make_inputs(kind: str, batch: int, latent: int, pixels: int, seed: int) -> t
 
 def max_diff(got: np.ndarray, want: np.ndarray, output: str = "") -> float:
     """max |got - want|, less the contract's relative allowance for `output` (0 for most outputs)."""
-    want64 = want.astype(np.float64)
-    excess = np.abs(got.astype(np.float64) - want64) - contract.RELATIVE_TOLERANCE.get(output, 0.0) * np.abs(want64)
-    return float(np.max(excess))
+    return max_excess(got, want, contract.RELATIVE_TOLERANCE.get(output, 0.0))
+
+
+def check_golden(files: ModelFiles, devices: tuple[str, ...] | list[str]) -> None:
+    """Replay the golden vectors with the runtime's self-test on each device; SelftestError if any fails."""
+    from edgevae.runtime.vae import VAE
+
+    for device in devices:
+        report = run_selftest(VAE(files, device=device))
+        if not report.passed:
+            bad = [c.line() for c in report.checks if not c.passed]
+            raise SelftestError(f"golden vectors fail on {report.provider}: {'; '.join(bad)}")
 
 
 @torch.no_grad()

@@ -3,19 +3,26 @@
     edgevae sample -n 64 --seed 0 -o samples.png
     edgevae reconstruct digits.npy -o recon.png
     edgevae interpolate a.png b.png --steps 10 -o path.png
+    edgevae score digits.npy -o scores.csv --threshold p99
+    edgevae selftest
     edgevae info
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
+from typing import Any
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .errors import DeviceError, ModelError
 from .images import read_images, save_grid
-from .model import MODEL_DIR_ENV
+from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
+from .model import CPU, CUDA, MODEL_DIR_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +50,67 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("b", help="second image (.png, or .npy holding one image)")
     i.add_argument("--steps", type=int, default=10, help="images along the path, ends included (default: 10)")
     i.add_argument("-o", "--output", default="interpolation.png", help=".png or .npy (default: interpolation.png)")
-    sub.add_parser("info", parents=[common], help="model metadata, file checksums, providers")
+    c = sub.add_parser("score", parents=[common], help="how unusual each image is (higher = more unusual), as CSV")
+    c.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png")
+    c.add_argument("-k", type=int, default=None,
+                   help="importance samples per image (default: the k of the model's score statistics, 16)")
+    c.add_argument("--score", choices=sorted(SCORES), default=DEFAULT_SCORE,
+                   help=f"which score (default: {DEFAULT_SCORE}); see the README's table")
+    c.add_argument("--seed", type=int, default=0, help="seed of the importance-sampling noise (default: 0)")
+    c.add_argument("--threshold", default=None,
+                   help="flag images whose score is above this: a number, or pNN for the NN-th percentile of "
+                        f"normal images' scores stored with the model ({', '.join('p' + q for q in PERCENTILES)}) "
+                        "(default: no flags)")
+    c.add_argument("-o", "--output", default="-", help="CSV file (default: -, standard output)")
+    sub.add_parser("selftest", parents=[common],
+                   help="replay the golden vectors (PyTorch outputs) on this device; exit 1 on any failure")
+    sub.add_parser("info", parents=[common], help="model metadata, file checksums, providers, self-test")
     return p
+
+
+def resolve_threshold(vae: Any, text: str | None, score: str) -> tuple[float | None, str]:
+    """--threshold as a number, or pNN -> the stored percentile; with a description for the summary."""
+    if text is None:
+        return None, ""
+    if text.lower().startswith("p"):
+        value = vae.threshold(text[1:], score)
+        return value, f"{value:.4g} (the {text[1:]}th percentile of {vae.score_stats.images} normal images)"
+    try:
+        return float(text), text
+    except ValueError:
+        raise ValueError(f"--threshold: expected a number or pNN ({', '.join('p' + q for q in PERCENTILES)}); "
+                         f"got {text!r}") from None
+
+
+def format_scores(result: Any, threshold: float | None) -> str:
+    """CSV: index, score, nll, complexity_nats[, flagged]."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["index", "score", "nll", "complexity_nats"] + (["flagged"] if threshold is not None else []))
+    for i, (s, nll, c) in enumerate(zip(result.score, result.nll, result.complexity)):
+        row = [i, f"{s:.6g}", f"{nll:.6g}", f"{c:.6g}"]
+        writer.writerow(row + ([int(s > threshold)] if threshold is not None else []))
+    return buf.getvalue()
+
+
+def describe_selftests(model: str | None, threads: int | None) -> list[str]:
+    """One line per device this onnxruntime could run: the self-test result there."""
+    import onnxruntime as ort
+
+    from .selftest import run_selftest
+    from .vae import VAE
+
+    lines = []
+    for device, provider in (("cpu", CPU), ("cuda", CUDA)):
+        if provider not in ort.get_available_providers():
+            lines.append(f"selftest {device}: not run ({provider} not in this onnxruntime)")
+            continue
+        try:
+            report = run_selftest(VAE(model, device=device, threads=threads))
+            lines.append(f"selftest {device} ({report.provider}): {report.summary()}")
+        except (DeviceError, ModelError) as exc:
+            lines.append(f"selftest {device}: not run ({exc})")
+    return lines
 
 
 def run_command(args: argparse.Namespace) -> str:
@@ -72,6 +138,28 @@ def run_command(args: argparse.Namespace) -> str:
         else:
             path = save_grid(recon, args.output)
         return f"{head}\nwrote {len(recon)} reconstructions to {path}"
+    if args.command == "score":
+        x = read_images(args.input)
+        threshold, described = resolve_threshold(vae, args.threshold, args.score)
+        result = vae.score(x, score=args.score, k=args.k, seed=args.seed)
+        text = format_scores(result, threshold)
+        summary = f"{head}\nscored {len(result.score)} images: score {result.name}, k={result.k}"
+        if threshold is not None:
+            summary += f"; {int((result.score > threshold).sum())} flagged above {described}"
+        if args.output == "-":
+            sys.stdout.write(text)
+            print(summary, file=sys.stderr)
+            return ""
+        write_bytes_atomic(args.output, text.encode())
+        return f"{summary}\nwrote {args.output}"
+    if args.command == "selftest":
+        from .selftest import run_selftest
+
+        report = run_selftest(vae)
+        lines = [head] + [c.line() for c in report.checks] + [f"selftest on {report.provider}: {report.summary()}"]
+        if not report.passed:
+            raise SelftestFailed("\n".join(lines))
+        return "\n".join(lines)
     if args.command == "interpolate":
         images = vae.interpolate(read_images(args.a), read_images(args.b), steps=args.steps)
         path = save_grid(images, args.output, ncols=len(images))
@@ -84,13 +172,23 @@ def run_command(args: argparse.Namespace) -> str:
         lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  (verified)")
     lines.append(f"onnxruntime {ort.__version__}; available providers: {', '.join(ort.get_available_providers())}")
     lines.append(f"active providers: {', '.join(vae.providers)}")
+    lines.extend(describe_selftests(args.model, args.threads))
     return "\n".join(lines)
+
+
+class SelftestFailed(Exception):
+    """edgevae selftest found an output over its tolerance (the message is the full report)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        print(run_command(args))
+        text = run_command(args)
+        if text:
+            print(text)
+    except SelftestFailed as exc:
+        print(exc)
+        return 1
     except (ValueError, ModelError, DeviceError, ImportError, OSError) as exc:
         print(f"edgevae: error: {exc}", file=sys.stderr)
         return 2

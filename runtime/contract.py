@@ -65,6 +65,12 @@ DECODER = GraphSpec(
 GRAPHS = {"encoder": ENCODER, "decoder": DECODER}
 
 MANIFEST_FILE = "manifest.json"
+# Files beside the graphs, each listed in the manifest with its sha256 like the graphs.
+GOLDEN_FILE = "golden.npz"  # fixed inputs and the PyTorch outputs for them, keys "<graph>.<tensor>"
+GOLDEN_SPEC_FILE = "golden.json"  # per-output tolerances and how to check them, for any runtime
+SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images for the unusual-input score
+GOLDEN_FORMAT = "edgevae-golden"
+SCORE_STATS_FORMAT = "edgevae-score-stats"
 MANIFEST_FORMAT = "edgevae-model"
 MANIFEST_VERSION = 1
 

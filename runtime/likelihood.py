@@ -8,7 +8,7 @@ from caller-given or seeded noise; the decoder graph gives logits (bernoulli) or
 Formulas:
 - bernoulli log p(x|z) = sum x * l - softplus(l), from logits l (stable for any l);
   gaussian log p(x|z) = -sum (x - mean)^2 - D/2 log(pi) (variance 1/2: the book's MSE sum + const);
-  both as in edgevae.train.model.log_likelihood.
+  both as in the training code (train/model.py, log_likelihood).
 - KL(q || N(0, I)) in closed form (Kingma & Welling 2014, Appendix B).
 - log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2015, eq. 8),
   reduced with log-sum-exp.
@@ -17,12 +17,16 @@ Formulas:
 """
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from .contract import SCORE_STATS_FORMAT
 
 LOG_2PI = math.log(2 * math.pi)
 LN2 = math.log(2.0)
@@ -94,3 +98,94 @@ def complexity_nats(x: npt.ArrayLike) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     levels = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
     return np.array([len(zlib.compress(row.tobytes(), 9)) * 8 * LN2 for row in levels], dtype=np.float64)
+
+
+# -- unusual-input scores ------------------------------------------------------------------------
+# Higher = more unusual. Chosen by measurement (bench/ood.py; table in the README): raw -log p(x)
+# calls blank images *more* typical than digits (Nalisnick et al. 2019); subtracting the complexity
+# (Serra et al. 2020) fixes blanks but misses letters; the default, "typicality", asks whether the
+# pair (log -log p(x), log L(x)) is typical of normal images: the Mahalanobis distance from the
+# mean and covariance of that pair over normal (training) images, stored at export.
+SCORES = {
+    "typicality": "Mahalanobis distance of (log NLL, log complexity) from normal images' (default)",
+    "nll": "-log p(x) in nats (importance-weighted)",
+    "nll-typicality": "|NLL - mean| / std over normal images",
+    "complexity": "NLL - L(x): Serra et al. 2020's complexity-corrected likelihood, in nats",
+}
+DEFAULT_SCORE = "typicality"
+PERCENTILES = ("90", "95", "99", "99.9")
+
+
+def score_features(nll: np.ndarray, complexity: np.ndarray) -> np.ndarray:
+    """(N, 2): log(1 + max(NLL, 0)) and log L(x), the pair the typicality score measures."""
+    return np.stack([np.log1p(np.maximum(nll, 0.0)), np.log(complexity)], axis=1)
+
+
+@dataclass(frozen=True)
+class ScoreStats:
+    """What the scores need from normal images: written by export as score_stats.json."""
+
+    k: int
+    seed: int
+    images: int
+    source: str
+    nll_mean: float
+    nll_std: float
+    feature_mean: tuple[float, float]
+    feature_cov: tuple[tuple[float, float], tuple[float, float]]
+    percentiles: dict[str, dict[str, float]]  # score name -> percentile ("99") -> value on the normal images
+
+    @classmethod
+    def from_json(cls, blob: bytes, name: str = "score_stats.json") -> ScoreStats:
+        try:
+            d = json.loads(blob.decode("utf-8"))
+            if d.get("format") != SCORE_STATS_FORMAT:
+                raise ValueError(f"format is not {SCORE_STATS_FORMAT!r}")
+            stats = cls(int(d["k"]), int(d["seed"]), int(d["images"]), str(d["source"]), float(d["nll_mean"]),
+                        float(d["nll_std"]), tuple(map(float, d["feature_mean"])),  # type: ignore[arg-type]
+                        tuple(tuple(map(float, row)) for row in d["feature_cov"]),  # type: ignore[arg-type]
+                        {s: {p: float(v) for p, v in ps.items()} for s, ps in d["percentiles"].items()})
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{name} is not valid score statistics: {exc}") from exc
+        if len(stats.feature_mean) != 2 or np.asarray(stats.feature_cov).shape != (2, 2) or stats.nll_std <= 0:
+            raise ValueError(f"{name} is not valid score statistics: wrong shapes or a zero spread")
+        return stats
+
+    def to_json(self) -> bytes:
+        d = {"format": SCORE_STATS_FORMAT, **asdict(self)}
+        return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()
+
+    def compute(self, name: str, nll: np.ndarray, complexity: np.ndarray) -> np.ndarray:
+        """Score `name` for each image from its NLL and complexity (nats)."""
+        if name == "nll":
+            return nll.copy()
+        if name == "nll-typicality":
+            return np.abs(nll - self.nll_mean) / self.nll_std
+        if name == "complexity":
+            return nll - complexity
+        if name == "typicality":
+            d = score_features(nll, complexity) - np.asarray(self.feature_mean)
+            inv = np.linalg.inv(np.asarray(self.feature_cov))
+            return np.sqrt(np.einsum("ij,jk,ik->i", d, inv, d))
+        raise ValueError(f"score must be one of {sorted(SCORES)}; got {name!r}")
+
+    def threshold(self, name: str, percentile: str) -> float:
+        """The `percentile` (e.g. "99") of score `name` over the normal images."""
+        table = self.percentiles.get(name, {})
+        if percentile not in table:
+            raise ValueError(f"no stored percentile {percentile!r} for score {name!r}; stored: {sorted(table)}")
+        return table[percentile]
+
+
+def build_score_stats(nll: np.ndarray, complexity: np.ndarray, k: int, seed: int, source: str) -> ScoreStats:
+    """ScoreStats from the NLL and complexity of normal images (at least 10)."""
+    if len(nll) < 10:
+        raise ValueError(f"score statistics need at least 10 normal images; got {len(nll)}")
+    f = score_features(nll, complexity)
+    cov = np.cov(f.T)
+    base = ScoreStats(k, seed, len(nll), source, float(nll.mean()), float(nll.std(ddof=1)),
+                      tuple(float(v) for v in f.mean(axis=0)),  # type: ignore[arg-type]
+                      tuple(tuple(float(v) for v in row) for row in cov), {})  # type: ignore[arg-type]
+    pct = {name: {p: float(np.percentile(base.compute(name, nll, complexity), float(p))) for p in PERCENTILES}
+           for name in SCORES}
+    return ScoreStats(**{**asdict(base), "percentiles": pct})

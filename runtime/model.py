@@ -53,7 +53,15 @@ class ModelFiles:
 
     folder: Path
     manifest: dict[str, Any]
-    blobs: dict[str, bytes] = field(repr=False)
+    blobs: dict[str, bytes] = field(repr=False)  # graph name ("encoder", "decoder") -> verified bytes
+    extras: dict[str, bytes] = field(default_factory=dict, repr=False)  # other listed file -> verified bytes
+
+    def extra(self, name: str, purpose: str) -> bytes:
+        """The verified bytes of a listed non-graph file, or a ModelError saying how to get it."""
+        if name not in self.extras:
+            raise ModelError(f"model folder {self.folder} has no {name} (needed for {purpose}); "
+                             "re-export it with this version: make export")
+        return self.extras[name]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -90,30 +98,44 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def read_verified(folder: Path, name: str, entry: Any) -> bytes:
+    """The bytes of a manifest-listed file, checked against its sha256 and size."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise ModelError(f"manifest in {folder} has no sha256 for {name}")
+    if Path(name).name != name or name in (".", ".."):
+        raise ModelError(f"manifest in {folder} lists {name!r}, which is not a plain file name in the folder")
+    path = folder / name
+    if not path.is_file():
+        raise ModelError(f"model file {path} is missing")
+    blob = path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != entry["sha256"]:
+        what = "truncated" if len(blob) < int(entry.get("size", 0)) else "modified"
+        raise ModelError(f"model file {path} is corrupt ({what}): sha256 {digest[:16]}..., "
+                         f"size {len(blob)}; manifest expects {entry['sha256'][:16]}..., size {entry.get('size')}")
+    return blob
+
+
 def load_model_files(model_dir: str | os.PathLike[str] | None = None) -> ModelFiles:
-    """Read and verify a model folder (sha256 and size of every graph, contract names)."""
+    """Read and verify a model folder: sha256 and size of every file the manifest lists, and the
+    graphs' signatures against the contract."""
     folder = find_model_dir(model_dir)
     manifest = read_manifest(folder)
     blobs = {}
     for graph, spec in contract.GRAPHS.items():
         entry = manifest["files"].get(spec.file)
-        if not isinstance(entry, dict) or "sha256" not in entry:
+        if not isinstance(entry, dict):
             raise ModelError(f"manifest in {folder} does not list {spec.file}")
-        path = folder / spec.file
-        if not path.is_file():
-            raise ModelError(f"model file {path} is missing")
-        blob = path.read_bytes()
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != entry["sha256"]:
-            what = "truncated" if len(blob) < int(entry.get("size", 0)) else "modified"
-            raise ModelError(f"model file {path} is corrupt ({what}): sha256 {digest[:16]}..., "
-                             f"size {len(blob)}; manifest expects {entry['sha256'][:16]}..., size {entry.get('size')}")
+        blob = read_verified(folder, spec.file, entry)
         names = ([t["name"] for t in entry.get("inputs", [])], [t["name"] for t in entry.get("outputs", [])])
         if names != (spec.input_names, spec.output_names):
-            raise ModelError(f"{path}: manifest signature {names} differs from this runtime's contract "
-                             f"{(spec.input_names, spec.output_names)}")
+            raise ModelError(f"{folder / spec.file}: manifest signature {names} differs from this runtime's "
+                             f"contract {(spec.input_names, spec.output_names)}")
         blobs[graph] = blob
-    return ModelFiles(folder, manifest, blobs)
+    graph_files = {spec.file for spec in contract.GRAPHS.values()}
+    extras = {name: read_verified(folder, name, entry)
+              for name, entry in manifest["files"].items() if name not in graph_files}
+    return ModelFiles(folder, manifest, blobs, extras)
 
 
 def resolve_providers(device: str) -> list[str]:

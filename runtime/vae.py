@@ -11,6 +11,8 @@ and processed in chunks so memory stays bounded. One instance is safe to use fro
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,28 +20,41 @@ import onnxruntime as ort
 
 from . import contract
 from . import likelihood as lik
+from .errors import ModelError
 from .model import ModelFiles, load_model_files, make_session_options, start_session
 
 DEFAULT_CHUNK = 2048
 DEFAULT_K = 100  # importance samples for log_likelihood
 
 
+@dataclass(frozen=True)
+class ScoreResult:
+    """`VAE.score`'s answer, one entry per image: the score, -log p(x) and L(x) in nats."""
+
+    name: str
+    score: np.ndarray
+    nll: np.ndarray
+    complexity: np.ndarray
+    k: int
+
+
 class VAE:
     """A loaded encoder/decoder pair on one device.
 
-    model_dir: a folder from `make export` (default: $EDGEVAE_MODEL_DIR, else the packaged model).
+    model_dir: a folder from `make export` (default: $EDGEVAE_MODEL_DIR, else the packaged model), or
+    an already verified `ModelFiles`.
     device: "auto" (CUDA when its provider is available, else CPU), "cpu" or "cuda".
     threads, optimization_level: onnxruntime intra-op threads and graph optimization level
     ("disable", "basic", "extended", "all"); session_options: a base ort.SessionOptions.
     chunk_size: rows per `run` call for large batches.
     """
 
-    def __init__(self, model_dir: str | os.PathLike[str] | None = None, device: str = "auto", *,
+    def __init__(self, model_dir: str | os.PathLike[str] | ModelFiles | None = None, device: str = "auto", *,
                  threads: int | None = None, optimization_level: str | None = None,
                  session_options: ort.SessionOptions | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        self.files: ModelFiles = load_model_files(model_dir)
+        self.files: ModelFiles = model_dir if isinstance(model_dir, ModelFiles) else load_model_files(model_dir)
         opts = make_session_options(threads, optimization_level, session_options)
         self.encoder = start_session(self.files.blobs["encoder"], contract.ENCODER.file, device, opts)
         self.decoder = start_session(self.files.blobs["decoder"], contract.DECODER.file, device, opts)
@@ -48,6 +63,7 @@ class VAE:
         self.latent = self.files.latent
         self.image_shape = self.files.image_shape
         self.pixels = self.image_shape[0] * self.image_shape[1]
+        self._score_stats: lik.ScoreStats | None = None
 
     # -- what is loaded ---------------------------------------------------------------------
     @property
@@ -174,18 +190,75 @@ class VAE:
             seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
         else:
             check_count(seed, "seed", minimum=0)
+        if eps_arr is not None:
+            fixed = eps_arr
+            noise = lambda lo, hi: fixed[:, lo:hi]  # noqa: E731
+        else:
+            noise = lambda lo, hi: np.stack(  # noqa: E731
+                [np.random.default_rng([seed, i]).standard_normal((k, self.latent), dtype=np.float32)
+                 for i in range(lo, hi)], axis=1)
+        out = self._iw_log_likelihood(xs, k, noise)
+        return float(out[0]) if single else out
+
+    def score(self, x: Any, score: str = lik.DEFAULT_SCORE, k: int | None = None, seed: int = 0) -> ScoreResult:
+        """How unusual each image is for this model: higher = more unusual (see `likelihood.SCORES`).
+
+        The default, "typicality", flags inputs that are too unlikely *and* inputs that are too
+        simple to be likely (blank pages), measured against statistics of normal images stored at
+        export (score_stats.json). k defaults to the k those statistics were made with. The noise is
+        the same (k, latent) draw for every image (seeded by `seed`), so an image's score depends on
+        the image alone, not on its batch. Pick a threshold with `threshold("99")` (the 99th
+        percentile of normal images' scores) or from scores of your own normal images.
+        """
+        if score not in lik.SCORES:
+            raise ValueError(f"score must be one of {sorted(lik.SCORES)}; got {score!r}")
+        stats = self.score_stats
+        nll, complexity = self.score_inputs(x, stats.k if k is None else k, seed)
+        return ScoreResult(score, stats.compute(score, nll, complexity), nll, complexity, stats.k if k is None else k)
+
+    def score_inputs(self, x: Any, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(-log p(x), L(x)) per image in nats: what every score is computed from.
+
+        -log p(x) is the importance-weighted estimate with the same (k, latent) noise for every image
+        (seeded by `seed`); L(x) is the zlib-compressed length of the 8-bit pixels (Serra et al. 2020).
+        """
+        check_count(k, "k")
+        check_count(seed, "seed", minimum=0)
+        xs, _ = self.check_images(x)
+        common = np.random.default_rng(seed).standard_normal((k, 1, self.latent), dtype=np.float32)
+        nll = -self._iw_log_likelihood(xs, k, lambda lo, hi: np.broadcast_to(common, (k, hi - lo, self.latent)))
+        complexity = np.concatenate([lik.complexity_nats(as_float_images(xs[lo : lo + self.chunk_size]))
+                                     for lo in range(0, len(xs), self.chunk_size)])
+        return nll, complexity
+
+    @property
+    def score_stats(self) -> lik.ScoreStats:
+        """Statistics of normal images that the scores compare with (from the model folder)."""
+        if self._score_stats is None:
+            blob = self.files.extra(contract.SCORE_STATS_FILE, "unusual-input scores")
+            try:
+                self._score_stats = lik.ScoreStats.from_json(blob, contract.SCORE_STATS_FILE)
+            except ValueError as exc:
+                raise ModelError(f"{self.files.folder / contract.SCORE_STATS_FILE}: {exc}") from exc
+        return self._score_stats
+
+    def threshold(self, percentile: str = "99", score: str = lik.DEFAULT_SCORE) -> float:
+        """The given percentile ("90", "95", "99" or "99.9") of `score` over the normal images."""
+        return self.score_stats.threshold(score, percentile)
+
+    def _iw_log_likelihood(self, xs: np.ndarray, k: int, noise: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        """log p(x) estimates for checked images xs (N, pixels); noise(lo, hi) gives eps (k, hi-lo, latent)."""
+        n = len(xs)
         mu, logvar = self.run_encoder(xs, np.zeros((n, self.latent), np.float32), (contract.MU, contract.LOGVAR))
         out = np.empty(n, np.float64)
-        log_w = np.empty((k, 0))
+        log_w = eps = xb = np.empty(0)
         for lo, hi, s, e in lik.plan_blocks(n, k, self.chunk_size):
             if s == 0:
                 log_w = np.empty((k, hi - lo), np.float64)
                 xb = as_float_images(xs[lo:hi])
-                noise = eps_arr[:, lo:hi] if eps_arr is not None else np.stack(
-                    [np.random.default_rng([seed, i]).standard_normal((k, self.latent), dtype=np.float32)
-                     for i in range(lo, hi)], axis=1)
+                eps = noise(lo, hi)
             m, lv = mu[lo:hi], logvar[lo:hi]
-            z = lik_z(m[None], lv[None], noise[s:e])  # (kb, B, latent)
+            z = lik_z(m[None], lv[None], eps[s:e])  # (kb, B, latent)
             logits, mean = self._run_likelihood_decoder(z.reshape(-1, self.latent))
             shape = (e - s, hi - lo, self.pixels)
             log_px = lik.log_px_given_z(xb[None], logits.reshape(shape),
@@ -194,7 +267,7 @@ class VAE:
             log_w[s:e] = log_px + lik.log_normal(z, zero, zero) - lik.log_normal(z, m[None], lv[None])
             if e == k:
                 out[lo:hi] = lik.log_mean_exp(log_w, axis=0)
-        return float(out[0]) if single else out
+        return out
 
     def _run_likelihood_decoder(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(logits, None) for bernoulli, (logits, mean) for gaussian: what log p(x|z) needs."""

@@ -42,7 +42,9 @@ def test_no_random_operators_and_self_contained(released_model: Path) -> None:
         onnx.checker.check_model(model, full_check=True)
         assert model.ir_version <= contract.MAX_IR_VERSION
         assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [contract.OPSET]
-    assert sorted(p.name for p in released_model.iterdir()) == ["decoder.onnx", "encoder.onnx", "manifest.json"]
+    assert sorted(p.name for p in released_model.iterdir()) == sorted(
+        ["decoder.onnx", "encoder.onnx", contract.MANIFEST_FILE, contract.GOLDEN_FILE, contract.GOLDEN_SPEC_FILE,
+         contract.SCORE_STATS_FILE])
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64, 4096, 10_000])

@@ -55,6 +55,29 @@ def test_cli_without_torch(tmp_path: Path, real_digits: np.ndarray) -> None:
     assert (tmp_path / "s.png").stat().st_size > 0 and (tmp_path / "r.png").stat().st_size > 0
 
 
+def test_selftest_score_and_likelihood_without_torch(tmp_path: Path, real_digits: np.ndarray) -> None:
+    np.save(tmp_path / "digits.npy", real_digits[:6])
+    for args in (["selftest"], ["score", "digits.npy", "-o", "s.csv", "--threshold", "p99"]):
+        result = run_blocked(f"from edgevae.runtime.cli import main; sys.exit(main({args!r}))", tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+    assert "selftest on CPUExecutionProvider: pass" in run_blocked(
+        "from edgevae.runtime.cli import main; sys.exit(main(['selftest']))", tmp_path).stdout
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 7
+    code = """
+import json, numpy as np
+from edgevae.runtime import VAE
+vae = VAE()
+x = np.load('digits.npy')
+print(json.dumps({'elbo': vae.elbo(x, seed=0).tolist(), 'll': vae.log_likelihood(x, k=8, seed=0).tolist(),
+                  'loaded': sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx'))}))
+"""
+    result = run_blocked(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == [] and len(out["ll"]) == 6
+    assert all(-200 < v < 0 for v in out["elbo"] + out["ll"])  # values; parity is test_likelihood.py
+
+
 def test_runtime_sources_do_not_import_torch_or_training_code() -> None:
     runtime = Path(__file__).resolve().parents[1] / "runtime"
     for source in runtime.glob("*.py"):

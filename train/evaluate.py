@@ -42,10 +42,15 @@ def evaluate_elbo(encoder: Encoder, decoder: Decoder, x: Tensor, batch_size: int
 
 @torch.no_grad()
 def elbo_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """Per image: -log p(x|z) and KL(q(z|x) || N(0, I)) for z = mu + sigma * eps; eps is (N, latent)."""
+    """Per image: -log p(x|z) and KL(q(z|x) || N(0, I)) for z = mu + sigma * eps; eps is (N, latent).
+
+    The networks run in their own precision; the likelihood terms are summed in float64, so a value
+    of hundreds of nats is not rounded to float32's 6e-5 steps.
+    """
     mu, logvar = encoder(x)
     logits = decoder(reparameterize(mu, logvar, eps))
-    return -log_likelihood(x, logits, encoder.config.likelihood), kl_divergence(mu, logvar)
+    return (-log_likelihood(x.double(), logits.double(), encoder.config.likelihood),
+            kl_divergence(mu.double(), logvar.double()))
 
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -73,13 +78,17 @@ def evaluate_iw_log_likelihood(encoder: Encoder, decoder: Decoder, x: Tensor, k:
 
 @torch.no_grad()
 def iw_log_likelihood(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> Tensor:
-    """Per image: log (1/k) sum_i p(x, z_i) / q(z_i|x) with z_i = mu + sigma * eps[i]; eps is (k, N, latent)."""
+    """Per image: log (1/k) sum_i p(x, z_i) / q(z_i|x) with z_i = mu + sigma * eps[i]; eps is (k, N, latent).
+
+    The networks run in their own precision; the log-weights are formed in float64.
+    """
     k = eps.shape[0]
     mu, logvar = encoder(x)  # (N, L)
     z = reparameterize(mu, logvar, eps)
     logits = decoder(z.reshape(-1, z.shape[-1])).reshape(k, len(x), -1)
-    log_px_z = log_likelihood(x.expand(k, -1, -1), logits, encoder.config.likelihood)
-    log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-    log_qz = log_normal(z, mu, logvar)
+    log_px_z = log_likelihood(x.double().expand(k, -1, -1), logits.double(), encoder.config.likelihood)
+    z64 = z.double()
+    log_pz = log_normal(z64, torch.zeros_like(z64), torch.zeros_like(z64))
+    log_qz = log_normal(z64, mu.double(), logvar.double())
     log_w = log_px_z + log_pz - log_qz  # (k, N)
     return torch.logsumexp(log_w, dim=0) - math.log(k)
