@@ -9,7 +9,7 @@ DATA_DIR    ?= $(EDGEVAE_DATA_DIR)
 TRAIN_ARGS  ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv train export ship test bench compat clean
+.PHONY: venv train export ship test bench ood compat clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+## ood: AUROC of each unusual-input score against MNIST test digits (needs DATA_DIR); writes artifacts/ood.json
+ood: venv
+	@test -n "$(DATA_DIR)" || { echo "make ood needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
+	$(BIN)/python bench/ood.py --data-dir "$(DATA_DIR)"
 
 ## compat: the oldest supported onnxruntime gives the same samples as the pinned one
 compat: export

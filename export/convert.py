@@ -139,27 +139,48 @@ EXTRA_ROLES = {
     contract.GOLDEN_FILE: "golden vectors: fixed inputs and PyTorch outputs (edgevae selftest)",
     contract.GOLDEN_SPEC_FILE: "golden vector tolerances and how to check them",
     contract.SCORE_STATS_FILE: "statistics of normal images for the unusual-input scores (edgevae score)",
+    contract.REQUIRED_OPERATORS_FILE: "operators of the .ort graphs, for a minimal onnxruntime build",
 }
+
+
+def describe_graph(graph: str, blob: bytes, config: VAEConfig, variant: contract.Variant) -> dict[str, Any]:
+    """A graph's manifest entry: sha256, size, signature (fixed axes filled in) and IR version."""
+    spec = contract.GRAPHS[graph]
+    entry: dict[str, Any] = {"graph": graph, "variant": variant.name,
+                             "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
+    for key, tensors in (("inputs", spec.inputs), ("outputs", spec.outputs)):
+        described = describe_tensors(tensors, config)
+        if variant.batch is not None:
+            for t in described:
+                t["shape"] = [variant.batch if a == contract.BATCH else a for a in t["shape"]]
+        entry[key] = described
+    if variant.file(graph).endswith(".onnx"):
+        entry["ir_version"] = onnx.load_from_string(blob).ir_version
+    return entry
 
 
 def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[str, bytes], opset: int,
                    parity: dict[str, Any], checkpoints: str | os.PathLike[str],
-                   extras: dict[str, bytes] | None = None) -> dict[str, Any]:
-    """The manifest: per file sha256 and size (graphs also signature and source checkpoint), the
-    other files' roles, and the parity figures."""
-    files = {}
-    for graph, blob in blobs.items():
-        spec = contract.GRAPHS[graph]
-        model = onnx.load_from_string(blob)
-        files[spec.file] = {
-            "graph": graph,
-            "sha256": hashlib.sha256(blob).hexdigest(),
-            "size": len(blob),
-            "inputs": describe_tensors(spec.inputs, config),
-            "outputs": describe_tensors(spec.outputs, config),
-            "ir_version": model.ir_version,
-            "source_checkpoint_sha256": sha256_file(Path(checkpoints) / f"{graph}.pt"),
-        }
+                   extras: dict[str, bytes] | None = None, variants: dict[str, dict[str, bytes]] | None = None,
+                   variant_figures: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The manifest: every file's sha256 and size (graphs also signature, variant and source
+    checkpoint), the other files' roles, each variant's files, size and cost, and the parity figures."""
+    all_variants = {contract.DEFAULT_VARIANT: blobs, **(variants or {})}
+    files: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    fp32_size = sum(len(b) for b in blobs.values())
+    for name, graphs in all_variants.items():
+        variant = contract.VARIANTS[name]
+        for graph, blob in graphs.items():
+            files[variant.file(graph)] = describe_graph(graph, blob, config, variant)
+            files[variant.file(graph)]["source_checkpoint_sha256"] = sha256_file(Path(checkpoints) / f"{graph}.pt")
+        size = sum(len(b) for b in graphs.values())
+        summary[name] = {"description": variant.description, "files": {g: variant.file(g) for g in graphs},
+                         "batch": variant.batch, "format": "ort" if variant.suffix.endswith(".ort") else "onnx",
+                         "size": size, "size_vs_fp32": size / fp32_size,
+                         "budget": {"max_abs_diff_vs_fp32": dict(variant.budget) or {"all outputs": contract.TOLERANCE["cpu"]},
+                                    "log_likelihood_change_nats": variant.nll_budget},
+                         **(variant_figures or {}).get(name, {})}
     for name, blob in (extras or {}).items():
         files[name] = {"role": EXTRA_ROLES[name], "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
     return {
@@ -170,6 +191,7 @@ def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[s
         "config": config.to_dict(),
         "versions": project_versions(),
         "files": files,
+        "variants": summary,
         "parity": parity,
     }
 
@@ -193,20 +215,38 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
 
     from .calibrate import calibrate_scores
     from .golden import build_golden
+    from edgevae.runtime.vae import VAE
+
     from .validate import check_golden, load_real_images, measure_parity, validate_parity
+    from .variants import build_variants, check_mobile_usability, check_variant, measure_variant, staged_files
 
     config, blobs = build_graphs(checkpoints, opset)
     encoder, decoder = checkpoint.load_pair(checkpoints)
     parity = {device: validate_parity(measure_parity(encoder, decoder, blobs, device), device) for device in devices}
-    golden_npz, golden_spec = build_golden(encoder, decoder, load_real_images())
+    real = load_real_images()
+    golden_npz, golden_spec = build_golden(encoder, decoder, real)
     staged = ModelFiles(Path(out), {"config": config.to_dict(), "files": {}}, blobs,
                         {contract.GOLDEN_FILE: golden_npz, contract.GOLDEN_SPEC_FILE: golden_spec})
     check_golden(staged, devices)
+    variants, variant_extras = build_variants(blobs)
+    fp32 = VAE(staged, device="cpu")
+    figures = {contract.DEFAULT_VARIANT: measure_variant(fp32, fp32, real)}
+    for name, graphs in variants.items():
+        candidate = staged_files(staged, name, graphs)
+        figures[name] = measure_variant(fp32, VAE(candidate, device="cpu"), real)
+        check_variant(name, figures[name])
+        check_golden(candidate, ["cpu"])
+    figures["b1"]["mobile_usability"] = check_mobile_usability(variants["b1"])
     stats = calibrate_scores(staged, score_images, "caller-given images" if score_images is not None else None)
-    extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json()}
+    extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json(), **variant_extras}
     paths = write_graphs(out, blobs)
+    for name, graphs in variants.items():
+        for graph, blob in graphs.items():
+            write_bytes_atomic(Path(out) / contract.VARIANTS[name].file(graph), blob)
+            paths.append(Path(out) / contract.VARIANTS[name].file(graph))
     for name, blob in extras.items():
         write_bytes_atomic(Path(out) / name, blob)
         paths.append(Path(out) / name)
-    paths.append(write_manifest(out, build_manifest(out, config, blobs, opset, parity, checkpoints, extras)))
+    manifest = build_manifest(out, config, blobs, opset, parity, checkpoints, extras, variants, figures)
+    paths.append(write_manifest(out, manifest))
     return paths, parity

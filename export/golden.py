@@ -58,9 +58,15 @@ def build_golden(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> tuple[
                    for graph, s in contract.GRAPHS.items()},
         "tolerance": dict(contract.TOLERANCE),
         "relative_tolerance": dict(contract.RELATIVE_TOLERANCE),
-        "check": ("for each graph, feed arrays '<graph>.<input>' and compare each output with "
-                  "'<graph>.<output>': max(|got - want| - relative_tolerance.get(output, 0) * |want|) "
-                  "must be <= tolerance[cpu] on a CPU, tolerance[cuda] on a GPU"),
+        "variants": {v.name: {"files": {g: v.file(g) for g in contract.GRAPHS}, "batch": v.batch,
+                              "budget_vs_fp32": {o: (0.0 if v.exact else v.tolerance(o))
+                                                 for s in contract.GRAPHS.values() for o in s.output_names}}
+                     for v in contract.VARIANTS.values()},
+        "check": ("for each graph of a variant, feed arrays '<graph>.<input>' (one row at a time when the "
+                  "variant's batch is fixed) and compare each output with '<graph>.<output>': "
+                  "max(|got - want| - relative_tolerance.get(output, 0) * |want|) must be <= "
+                  "tolerance[device] + budget_vs_fp32[output] (device: cpu or cuda); an output whose budget "
+                  "is null is not compared for that variant (lossy builds: judged by their cost in nats)"),
         "source": "PyTorch float32 on the CPU, from the checkpoints the graphs were traced from",
     }
     return save_npz(arrays), (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()

@@ -22,6 +22,7 @@ from .atomic import write_bytes_atomic
 from .errors import DeviceError, ModelError
 from .images import read_images, save_grid
 from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
+from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
 from .model import CPU, CUDA, MODEL_DIR_ENV
 
 
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto: CUDA when onnxruntime has it, else CPU (default: auto)")
     common.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
+    common.add_argument("--variant", default=DEFAULT_VARIANT,
+                        help=f"which build of the graphs: {', '.join(VARIANTS)} (default: {DEFAULT_VARIANT}); "
+                             "`edgevae info` lists those in the model folder with size and cost")
     p = argparse.ArgumentParser(prog="edgevae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -93,8 +97,8 @@ def format_scores(result: Any, threshold: float | None) -> str:
     return buf.getvalue()
 
 
-def describe_selftests(model: str | None, threads: int | None) -> list[str]:
-    """One line per device this onnxruntime could run: the self-test result there."""
+def describe_selftests(model: str | None, threads: int | None, variants: list[str]) -> list[str]:
+    """One line per device this onnxruntime could run and variant: the self-test result there."""
     import onnxruntime as ort
 
     from .selftest import run_selftest
@@ -106,8 +110,9 @@ def describe_selftests(model: str | None, threads: int | None) -> list[str]:
             lines.append(f"selftest {device}: not run ({provider} not in this onnxruntime)")
             continue
         try:
-            report = run_selftest(VAE(model, device=device, threads=threads))
-            lines.append(f"selftest {device} ({report.provider}): {report.summary()}")
+            for variant in variants:
+                report = run_selftest(VAE(model, device=device, variant=variant, threads=threads))
+                lines.append(f"selftest {device} {variant} ({report.provider}): {report.summary()}")
         except (DeviceError, ModelError) as exc:
             lines.append(f"selftest {device}: not run ({exc})")
     return lines
@@ -118,8 +123,8 @@ def run_command(args: argparse.Namespace) -> str:
 
     from .vae import VAE
 
-    vae = VAE(args.model, device=args.device, threads=args.threads)
-    head = f"device: {args.device} -> {vae.device} ({', '.join(vae.providers)})"
+    vae = VAE(args.model, device=args.device, variant=args.variant, threads=args.threads)
+    head = f"device: {args.device} -> {vae.device} ({', '.join(vae.providers)}); variant: {vae.files.variant}"
     if args.command == "sample":
         images = vae.sample(args.n, seed=args.seed)
         path = save_grid(images, args.output)
@@ -168,11 +173,23 @@ def run_command(args: argparse.Namespace) -> str:
     lines = [head, f"model: {vae.files.folder}", f"config: {json.dumps(m['config'], sort_keys=True)}",
              f"opset: {m.get('opset')}  min onnxruntime: {m.get('min_onnxruntime')}  "
              f"versions: {json.dumps(m.get('versions', {}), sort_keys=True)}"]
+    verified = set(vae.files.extras) | {VARIANTS[vae.files.variant].file(g) for g in vae.files.blobs}
     for name, entry in m["files"].items():
-        lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  (verified)")
+        state = "verified" if name in verified else "listed; verified when its variant loads"
+        lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  ({state})")
+    lines.append("variants (cost: change of the importance-weighted log-likelihood against fp32, nats per image; "
+                 "pixel |diff|: max against fp32 over reconstructed real digits):")
+    present = vae.files.variants
+    for name, v in sorted(present.items(), key=lambda kv: list(VARIANTS).index(kv[0]) if kv[0] in VARIANTS else 99):
+        change = v.get("log_likelihood_change", {})
+        cost = (f"{change['nats']:+.4f} nats (N={change['images']}, k={change['k']}, seed={change['seed']})"
+                if change else "not measured")
+        diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
+        lines.append(f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
+                     f"cost {cost}  pixel |diff| {diff:.1e}  {v.get('description', '')}")
     lines.append(f"onnxruntime {ort.__version__}; available providers: {', '.join(ort.get_available_providers())}")
     lines.append(f"active providers: {', '.join(vae.providers)}")
-    lines.extend(describe_selftests(args.model, args.threads))
+    lines.extend(describe_selftests(args.model, args.threads, [n for n in VARIANTS if n in present]))
     return "\n".join(lines)
 
 

@@ -88,6 +88,50 @@ TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}  # cuda: other GEMM kernels and reductio
 # Every other output (mu, logvar, z, mean) is held to the absolute tolerance alone.
 RELATIVE_TOLERANCE = {LOGITS: 1e-6}
 
+
+@dataclass(frozen=True)
+class Variant:
+    """One build of the graph pair. Each is written by export, checked against fp32 on real test
+    digits before it is written, and listed in the manifest with its cost in nats."""
+
+    name: str
+    suffix: str  # graph file = f"{graph}{suffix}", e.g. decoder.int8.onnx
+    description: str
+    batch: int | None = None  # a fixed batch size, or None for the dynamic batch axis
+    # Budget: max |variant - fp32| per output on real test digits. Exact builds use the parity
+    # tolerance on every output; lossy ones leave logits out (they saturate to about -50 where a
+    # large difference changes nothing) and are held to their likelihood cost instead.
+    budget: tuple[tuple[str, float], ...] = ()
+    nll_budget: float = 0.0  # max |change| of the importance-weighted log-likelihood, nats per image
+
+    def file(self, graph: str) -> str:
+        return f"{graph}{self.suffix}"
+
+    @property
+    def exact(self) -> bool:
+        return not self.budget
+
+    def tolerance(self, output: str) -> float | None:
+        """The output's budget against fp32 (None: not compared for this variant)."""
+        if self.exact:
+            return TOLERANCE["cpu"]
+        return dict(self.budget).get(output)
+
+
+_LOSSY_OUTPUTS = (MU, LOGVAR, Z, MEAN)
+VARIANTS = {v.name: v for v in (
+    Variant("fp32", ".onnx", "float32, dynamic batch (the default)", nll_budget=1e-3),
+    Variant("int8", ".int8.onnx", "weights int8 per channel, dynamic quantization (MatMulInteger)",
+            budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.15, 0.5))), nll_budget=0.1),
+    Variant("fp16", ".fp16.onnx", "weights and compute float16, float32 inputs and outputs (GPUs, ARM)",
+            budget=tuple((o, 0.01) for o in _LOSSY_OUTPUTS), nll_budget=0.01),
+    Variant("b1", ".b1.onnx", "float32, batch fixed at 1: fully usable by NNAPI and CoreML", batch=1, nll_budget=1e-3),
+    Variant("ort", ".ort", "float32 in ORT format, for ONNX Runtime Mobile and minimal builds", nll_budget=1e-3),
+)}
+DEFAULT_VARIANT = "fp32"
+REQUIRED_OPERATORS_FILE = "required_operators.config"  # operators of the .ort graphs, for a minimal build
+VARIANT_NLL_EVAL = {"images": 256, "k": 100, "seed": 0}  # how export measures each variant's cost in nats
+
 RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
                         "Multinomial", "Bernoulli"})
 

@@ -55,6 +55,18 @@ class ModelFiles:
     manifest: dict[str, Any]
     blobs: dict[str, bytes] = field(repr=False)  # graph name ("encoder", "decoder") -> verified bytes
     extras: dict[str, bytes] = field(default_factory=dict, repr=False)  # other listed file -> verified bytes
+    variant: str = contract.DEFAULT_VARIANT  # which build of the graphs `blobs` holds
+
+    @property
+    def variants(self) -> dict[str, dict[str, Any]]:
+        """The manifest's variants (name -> files, batch, size, cost); an older manifest has fp32 only."""
+        found = self.manifest.get("variants")
+        return found if isinstance(found, dict) and found else {contract.DEFAULT_VARIANT: {}}
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The graphs' fixed batch size, or None for the dynamic batch axis."""
+        return contract.VARIANTS[self.variant].batch
 
     def extra(self, name: str, purpose: str) -> bytes:
         """The verified bytes of a listed non-graph file, or a ModelError saying how to get it."""
@@ -116,26 +128,33 @@ def read_verified(folder: Path, name: str, entry: Any) -> bytes:
     return blob
 
 
-def load_model_files(model_dir: str | os.PathLike[str] | None = None) -> ModelFiles:
-    """Read and verify a model folder: sha256 and size of every file the manifest lists, and the
-    graphs' signatures against the contract."""
+def load_model_files(model_dir: str | os.PathLike[str] | None = None,
+                     variant: str = contract.DEFAULT_VARIANT) -> ModelFiles:
+    """Read and verify a model folder: sha256 and size of the variant's graphs and of every other
+    (non-graph) file the manifest lists, and the graphs' signatures against the contract."""
     folder = find_model_dir(model_dir)
     manifest = read_manifest(folder)
+    present = ModelFiles(folder, manifest, {}).variants
+    if variant not in present:
+        raise ValueError(f"variant {variant!r} is not in {folder}; variants there: {', '.join(sorted(present))}")
+    if variant not in contract.VARIANTS:
+        raise ModelError(f"variant {variant!r} in {folder} is unknown to this runtime "
+                         f"(it knows {', '.join(contract.VARIANTS)}); upgrade edgevae")
     blobs = {}
     for graph, spec in contract.GRAPHS.items():
-        entry = manifest["files"].get(spec.file)
+        name = contract.VARIANTS[variant].file(graph)
+        entry = manifest["files"].get(name)
         if not isinstance(entry, dict):
-            raise ModelError(f"manifest in {folder} does not list {spec.file}")
-        blob = read_verified(folder, spec.file, entry)
+            raise ModelError(f"manifest in {folder} does not list {name}")
+        blob = read_verified(folder, name, entry)
         names = ([t["name"] for t in entry.get("inputs", [])], [t["name"] for t in entry.get("outputs", [])])
         if names != (spec.input_names, spec.output_names):
-            raise ModelError(f"{folder / spec.file}: manifest signature {names} differs from this runtime's "
+            raise ModelError(f"{folder / name}: manifest signature {names} differs from this runtime's "
                              f"contract {(spec.input_names, spec.output_names)}")
         blobs[graph] = blob
-    graph_files = {spec.file for spec in contract.GRAPHS.values()}
     extras = {name: read_verified(folder, name, entry)
-              for name, entry in manifest["files"].items() if name not in graph_files}
-    return ModelFiles(folder, manifest, blobs, extras)
+              for name, entry in manifest["files"].items() if not (isinstance(entry, dict) and "graph" in entry)}
+    return ModelFiles(folder, manifest, blobs, extras, variant)
 
 
 def resolve_providers(device: str) -> list[str]:

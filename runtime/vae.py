@@ -44,17 +44,26 @@ class VAE:
     model_dir: a folder from `make export` (default: $EDGEVAE_MODEL_DIR, else the packaged model), or
     an already verified `ModelFiles`.
     device: "auto" (CUDA when its provider is available, else CPU), "cpu" or "cuda".
+    variant: which build of the graphs to run ("fp32", "int8", "fp16", "b1", "ort"; `edgevae info` lists
+    those in the folder with their size and cost in nats); b1 graphs run one image per call.
     threads, optimization_level: onnxruntime intra-op threads and graph optimization level
     ("disable", "basic", "extended", "all"); session_options: a base ort.SessionOptions.
     chunk_size: rows per `run` call for large batches.
     """
 
     def __init__(self, model_dir: str | os.PathLike[str] | ModelFiles | None = None, device: str = "auto", *,
-                 threads: int | None = None, optimization_level: str | None = None,
+                 variant: str = contract.DEFAULT_VARIANT, threads: int | None = None, optimization_level: str | None = None,
                  session_options: ort.SessionOptions | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        self.files: ModelFiles = model_dir if isinstance(model_dir, ModelFiles) else load_model_files(model_dir)
+        self.files: ModelFiles = (model_dir if isinstance(model_dir, ModelFiles)
+                                  else load_model_files(model_dir, variant))
+        self.fixed_batch = self.files.fixed_batch
+        if self.fixed_batch is not None:
+            if self.fixed_batch != 1:
+                raise ModelError(f"variant {self.files.variant!r} has fixed batch {self.fixed_batch}; "
+                                 "this runtime runs fixed-shape graphs at batch 1 only")
+            chunk_size = 1
         opts = make_session_options(threads, optimization_level, session_options)
         self.encoder = start_session(self.files.blobs["encoder"], contract.ENCODER.file, device, opts)
         self.decoder = start_session(self.files.blobs["decoder"], contract.DECODER.file, device, opts)
@@ -82,7 +91,8 @@ class VAE:
         return dict(self.encoder.get_modelmeta().custom_metadata_map)
 
     def __repr__(self) -> str:
-        return f"VAE(model_dir={str(self.files.folder)!r}, device={self.device!r}, latent={self.latent})"
+        return (f"VAE(model_dir={str(self.files.folder)!r}, variant={self.files.variant!r}, device={self.device!r}, "
+                f"latent={self.latent})")
 
     # -- the operations ---------------------------------------------------------------------
     def sample_latent(self, n: int, seed: int | None = None) -> np.ndarray:
