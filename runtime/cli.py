@@ -177,12 +177,12 @@ def run_command(args: argparse.Namespace) -> str:
     for name, entry in m["files"].items():
         state = "verified" if name in verified else "listed; verified when its variant loads"
         lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  ({state})")
-    lines.append("variants (cost: change of the importance-weighted log-likelihood against fp32, nats per image; "
+    lines.append("variants (cost: change of the importance-weighted -log p(x) against fp32, nats per image; "
                  "pixel |diff|: max against fp32 over reconstructed real digits):")
     present = vae.files.variants
     for name, v in sorted(present.items(), key=lambda kv: list(VARIANTS).index(kv[0]) if kv[0] in VARIANTS else 99):
         change = v.get("log_likelihood_change", {})
-        cost = (f"{change['nats']:+.4f} nats (N={change['images']}, k={change['k']}, seed={change['seed']})"
+        cost = (f"NLL {-change['nats']:+.4f} nats (N={change['images']}, k={change['k']}, seed={change['seed']})"
                 if change else "not measured")
         diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
         lines.append(f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "

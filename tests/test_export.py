@@ -42,9 +42,11 @@ def test_no_random_operators_and_self_contained(released_model: Path) -> None:
         onnx.checker.check_model(model, full_check=True)
         assert model.ir_version <= contract.MAX_IR_VERSION
         assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [contract.OPSET]
-    assert sorted(p.name for p in released_model.iterdir()) == sorted(
-        ["decoder.onnx", "encoder.onnx", contract.MANIFEST_FILE, contract.GOLDEN_FILE, contract.GOLDEN_SPEC_FILE,
-         contract.SCORE_STATS_FILE])
+    manifest = json.loads((released_model / contract.MANIFEST_FILE).read_text())
+    assert sorted(p.name for p in released_model.iterdir()) == sorted([contract.MANIFEST_FILE, *manifest["files"]])
+    assert {contract.GOLDEN_FILE, contract.GOLDEN_SPEC_FILE, contract.SCORE_STATS_FILE,
+            contract.REQUIRED_OPERATORS_FILE} <= set(manifest["files"])
+    assert {v.file(g) for v in contract.VARIANTS.values() for g in contract.GRAPHS} <= set(manifest["files"])
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64, 4096, 10_000])

@@ -86,7 +86,8 @@ def test_selftest_cli_prints_each_output_and_passes(capsys: pytest.CaptureFixtur
 def test_info_shows_the_selftest_per_provider(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "selftest cpu (CPUExecutionProvider): pass" in out
+    for variant in contract.VARIANTS:
+        assert f"selftest cpu {variant} (CPUExecutionProvider): pass" in out
     assert "selftest cuda: " in out  # run, or "not run" with the reason
     for name in (contract.GOLDEN_FILE, contract.GOLDEN_SPEC_FILE, contract.SCORE_STATS_FILE):
         assert f"{name}: sha256" in out
