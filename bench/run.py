@@ -1,103 +1,312 @@
-"""Benchmarks, measured in one run so the ratios are comparable: `make bench`.
+"""Benchmarks people can trust: `make bench`.
 
-Reports export wall time and file sizes, ONNX Runtime vs PyTorch decode/reconstruct speed (CPU),
-and training seconds per epoch for each preset (needs MNIST: $EDGEVAE_DATA_DIR). Writes
-artifacts/bench.json. Times are medians of repeats; the machine is shared, so read the ratios.
+Every contender runs in its own process (bench/worker.py), so no two thread pools share a process;
+the contenders alternate, round after round, and every per-call time of every round is pooled:
+the table gives the median and the spread (p10-p90). Contenders: PyTorch eager (same weights,
+inference_mode, same thread count), torch.compile, a bare onnxruntime `session.run`, and the edgevae
+runtime on each variant. Also: the best GEMM rate of the run (numpy sgemm and an onnxruntime MatMul)
+and the decoder's fraction of it, cold start and peak RSS of the runtime and the torch path,
+installed sizes, many small requests from several threads, and export time and file sizes.
+
+    make bench                       # or: .venv/bin/python bench/run.py [--rounds 3] [--quick]
+
+Writes artifacts/bench.json and artifacts/bench.md, and prints the Markdown.
 """
 from __future__ import annotations
 
-import dataclasses
+import argparse
+import importlib.metadata as md
 import json
 import os
-import statistics
+import platform
+import re
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
-
-from edgevae.export.convert import export_model
-from edgevae.runtime import VAE
-from edgevae.runtime.atomic import write_bytes_atomic
-from edgevae.train import checkpoint
-from edgevae.train.config import PRESETS
-from edgevae.train.loop import run_training
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKPOINTS = REPO / "artifacts" / "checkpoints"
+WORKER = [sys.executable, str(REPO / "bench" / "worker.py")]
+OPS = ("encoder", "decoder", "sample", "reconstruct")
+BATCHES = (1, 64, 1024)
+VARIANTS = ("fp32", "int8", "fp16", "ort", "b1")
+DECODER_FLOP = 2 * 1024 * (20 * 200 + 200 * 784)  # the decoder's two GEMMs at batch 1024
+SQUARE_FLOP = 2 * 1024**3
+# Environment for the numpy GEMM worker: OpenBLAS core-type overrides slow current numpy (env notes).
+GEMM_ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
+def all_cells(batches: tuple[int, ...] = BATCHES) -> str:
+    return ",".join(f"{o}/{b}" for o in OPS for b in batches)
+
+
+def contenders(quick: bool) -> list[tuple[str, list[str]]]:
+    """(name, worker arguments) of every timed contender."""
+    out = [("torch", ["torch"]), ("bare", ["bare"])]
+    out += [(f"runtime-{v}", ["runtime", "--variant", v] + (["--cells", all_cells((1, 64))] if v == "b1" else []))
+            for v in VARIANTS]
+    if not quick:
+        out.append(("torch-compile", ["torch-compile", "--cells", "decoder/1,decoder/1024,sample/1"]))
+    return out
+
+
+def run_worker(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = subprocess.run(WORKER + args, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout)
+
+
+def summarize(times: list[float]) -> dict[str, float]:
+    a = np.asarray(times)
+    return {"median_s": float(np.median(a)), "p10_s": float(np.percentile(a, 10)),
+            "p90_s": float(np.percentile(a, 90)), "calls": int(a.size)}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def time_contenders(rounds: int, threads_list: list[str], quick: bool, budget: float) -> dict[str, Any]:
+    pooled: dict[str, dict[str, dict[str, list[float]]]] = {}
+    errors: dict[str, str] = {}
+    cast = contenders(quick)
+    for threads in threads_list:
+        for r in range(rounds):
+            order = cast[r % len(cast):] + cast[: r % len(cast)]  # rotate: every contender goes first once
+            if r % 2:
+                order = order[::-1]
+            for name, args in order:
+                got = run_worker(args + ["--threads", threads, "--budget", str(budget)])
+                if "error" in got:
+                    errors[f"{name}@{threads}"] = got["error"]
+                    continue
+                cells = pooled.setdefault(str(threads), {}).setdefault(name, {})
+                for cell, times in got.items():
+                    cells.setdefault(cell, []).extend(times)
+            print(f"  threads {threads}: round {r + 1}/{rounds} done", file=sys.stderr)
+    stats = {t: {name: {cell: summarize(v) for cell, v in cells.items()} for name, cells in by.items()}
+             for t, by in pooled.items()}
+    return {"stats": stats, "errors": errors}
+
+
+def measure_gemm(threads_list: list[int], rounds: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for threads in threads_list:
+        pooled: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for cell, times in run_worker(["gemm", "--threads", str(threads)], env=GEMM_ENV).items():
+                pooled.setdefault(cell, []).extend(times)
+        flops = {"numpy-decoder-gemms": DECODER_FLOP, "onnxruntime-decoder-gemms": DECODER_FLOP,
+                 "numpy-square-1024": SQUARE_FLOP}
+        out[str(threads)] = {cell: {**summarize(t), "gflops": flops[cell] / float(np.median(t)) / 1e9}
+                             for cell, t in pooled.items()}
+    from threadpoolctl import threadpool_info
+
+    out["blas"] = [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                   for i in threadpool_info()]
+    return out
+
+
+# The child reports its own time from first import to first sample, and VmHWM: the peak resident set
+# of its own image (getrusage's maxrss would include the parent's pages copied before exec).
+HWM = "import re; print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
+COLD_RUNTIME = ("import time; t = time.perf_counter(); from edgevae.runtime import VAE; "
+                "VAE(device='cpu').sample(1, seed=0); print(time.perf_counter() - t); " + HWM)
+COLD_TORCH = ("import time; t = time.perf_counter(); import torch; from edgevae.train import checkpoint; "
+              "e, d = checkpoint.load_pair('artifacts/checkpoints'); g = torch.Generator().manual_seed(0); "
+              "torch.sigmoid(d(torch.randn((1, 20), generator=g))); print(time.perf_counter() - t); " + HWM)
+
+
+def cold_start(rounds: int) -> dict[str, Any]:
+    """New process: interpreter, import, load, first sample. Wall time seen by the parent, the child's
+    own import-to-sample time, and its peak RSS (wait4's ru_maxrss)."""
+    result: dict[str, dict[str, list[float]]] = {"runtime": {}, "torch": {}}
+    for r in range(rounds):
+        for name, code in (("runtime", COLD_RUNTIME), ("torch", COLD_TORCH))[:: 1 if r % 2 == 0 else -1]:
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t0
+            inner, hwm = (float(v) for v in done.stdout.split())
+            entry = result[name]
+            entry.setdefault("process_wall_s", []).append(wall)
+            entry.setdefault("import_to_first_sample_s", []).append(inner)
+            entry.setdefault("peak_rss_mib", []).append(hwm)
+    return {name: {k: {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)),
+                       "p90": float(np.percentile(v, 90))} for k, v in d.items()} for name, d in result.items()}
+
+
+def dist_size(name: str, seen: set[str]) -> int:
+    """Bytes on disk of a distribution and, recursively, of what it requires (no extras)."""
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    if key in seen:
+        return 0
+    seen.add(key)
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        return 0
+    total = 0
+    for f in dist.files or []:
+        path = Path(str(dist.locate_file(f)))
+        if path.is_file():
+            total += path.stat().st_size
+    for req in dist.requires or []:
+        if "extra ==" in req:
+            continue
+        total += dist_size(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0], seen)
+    return total
+
+
+def installed_sizes() -> dict[str, float]:
+    """MiB installed by `edgevae[cpu]` (edgevae's runtime package, numpy, onnxruntime and its
+    requirements) and by torch (with its requirements), measured in this venv."""
+    runtime_pkg = sum(p.stat().st_size for p in (REPO / "runtime").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    cpu = runtime_pkg + dist_size("onnxruntime", set()) + dist_size("numpy", {"onnxruntime"})
+    return {"edgevae[cpu]_mib": cpu / 2**20, "torch_mib": dist_size("torch", set()) / 2**20,
+            "edgevae_runtime_package_mib": runtime_pkg / 2**20}
+
+
+def export_figures() -> dict[str, Any]:
+    from edgevae.export.convert import export_model
+
+    with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        paths, _ = export_model(REPO / "artifacts" / "checkpoints", tmp)
+        seconds = time.perf_counter() - t0
+        return {"export_seconds": seconds, "file_bytes": {p.name: p.stat().st_size for p in paths}}
 
 
-def bench_export(out: Path) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    paths, parity = export_model(CHECKPOINTS, out)
-    seconds = time.perf_counter() - t0
-    sizes = {p.name: p.stat().st_size for p in paths}
-    return {"export_seconds": seconds, "file_bytes": sizes,
-            "max_abs_diff_cpu": max(parity["cpu"]["max_abs_diff"].values())}
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f}" if seconds >= 1e-4 else f"{seconds * 1e6:.1f}"
 
 
-@torch.no_grad()
-def bench_speed(model_dir: Path) -> list[dict[str, Any]]:
-    encoder, decoder = checkpoint.load_pair(CHECKPOINTS)
-    vae = VAE(model_dir, device="cpu")
-    rows = []
-    for batch in (1, 64, 4096):
-        z = np.random.default_rng(0).standard_normal((batch, 20), dtype=np.float32)
-        x = np.random.default_rng(1).random((batch, 784), dtype=np.float32)
-        zt, xt = torch.from_numpy(z), torch.from_numpy(x)
-        ort_dec = median_seconds(lambda: vae.decode(z))
-        pt_dec = median_seconds(lambda: torch.sigmoid(decoder(zt)))
-        ort_rec = median_seconds(lambda: vae.reconstruct(x))
-        pt_rec = median_seconds(lambda: torch.sigmoid(decoder(encoder(xt)[0])))
-        rows.append({"batch": batch, "ort_decode_s": ort_dec, "torch_decode_s": pt_dec,
-                     "decode_speedup_ort_over_torch": pt_dec / ort_dec, "ort_reconstruct_s": ort_rec,
-                     "torch_reconstruct_s": pt_rec, "reconstruct_speedup_ort_over_torch": pt_rec / ort_rec})
-    return rows
+def cell_text(stat: dict[str, float] | None) -> str:
+    if not stat:
+        return "-"
+    return f"{us(stat['median_s'])} ({us(stat['p10_s'])}-{us(stat['p90_s'])})"
 
 
-def bench_training(data_dir: str, out: Path) -> dict[str, float]:
-    result = {}
-    for name, preset in PRESETS.items():
-        config = dataclasses.replace(preset, epochs=1, iw_samples=0)
-        metrics = run_training(config, data_dir, out / name, device="cpu", progress=False)
-        result[f"{name}_seconds_per_epoch"] = metrics["history"][0]["seconds"]
-    return result
+def render(report: dict[str, Any]) -> str:
+    lines = [f"Machine: {report['machine']}. Per-call times in microseconds: median (p10-p90), pooled over "
+             f"{report['rounds']} alternating rounds, each contender in its own process.", ""]
+    names = ["torch", "torch-compile", "bare"] + [f"runtime-{v}" for v in VARIANTS]
+    for threads, by in report["timing"]["stats"].items():
+        present = [n for n in names if n in by]
+        title = ("each contender's default threads (torch and onnxruntime: one per core; the runtime: "
+                 "threads=None)" if threads == "default" else f"{threads} thread{'s' if threads != '1' else ''}")
+        lines += [f"### {title}", "",
+                  "| op / batch | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
+        for op in OPS:
+            for b in BATCHES:
+                cell = f"{op}/{b}"
+                lines.append(f"| {op} / {b} | " + " | ".join(cell_text(by[n].get(cell)) for n in present) + " |")
+        lines.append("")
+    for key, err in report["timing"]["errors"].items():
+        lines.append(f"- {key} could not run: {err}")
+    lines += ["", "### Targets", "", "| target | threads | measured | met |", "|---|---|---|---|"]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {t['threads']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
+    c, s = report["cold_start"], report["installed"]
+    lines += ["", "### Cold start (new process: import, load, first sample) and size", "",
+              "| path | process wall s | import to first sample s | peak RSS MiB | installed MiB |", "|---|---:|---:|---:|---:|",
+              f"| edgevae runtime | {c['runtime']['process_wall_s']['median']:.3f} | "
+              f"{c['runtime']['import_to_first_sample_s']['median']:.3f} | {c['runtime']['peak_rss_mib']['median']:.0f} | "
+              f"{s['edgevae[cpu]_mib']:.0f} |",
+              f"| torch | {c['torch']['process_wall_s']['median']:.3f} | {c['torch']['import_to_first_sample_s']['median']:.3f} | "
+              f"{c['torch']['peak_rss_mib']['median']:.0f} | {s['torch_mib']:.0f} |", ""]
+    lines += ["### GEMM rate (batch 1024)", "", "| threads | numpy decoder GEMMs | onnxruntime MatMul | numpy 1024^3 | "
+              "runtime fp32 decoder | decoder / best same-shape GEMM |", "|---|---:|---:|---:|---:|---:|"]
+    for threads, g in report["gemm"].items():
+        if threads == "blas":
+            continue
+        lines.append(f"| {threads} | {g['numpy-decoder-gemms']['gflops']:.1f} GFLOP/s | "
+                     f"{g['onnxruntime-decoder-gemms']['gflops']:.1f} | {g['numpy-square-1024']['gflops']:.1f} | "
+                     f"{g['decoder_gflops']:.1f} | {g['decoder_fraction_of_best']:.0%} |")
+    tp = report["timing"].get("throughput", {})
+    if tp:
+        lines += ["", "### Many small requests: `sample(1, seed)` on one VAE (threads=1) from N Python threads", "",
+                  "| N threads | requests/s (median of 3) |", "|---:|---:|"]
+        lines += [f"| {k.split('/')[1]} | {float(np.median(v)):,.0f} |" for k, v in tp.items()]
+    e = report["export"]
+    lines += ["", f"Export (build, validate, variants, golden vectors, score statistics, write): {e['export_seconds']:.1f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for threads, by in report["timing"]["stats"].items():
+        def med(name: str, cell: str, by: dict[str, Any] = by) -> float:
+            return by.get(name, {}).get(cell, {}).get("median_s", float("nan"))
+        checks = [
+            ("decode(z) batch 1 >= 2.5x faster than torch eager", med("torch", "decoder/1") / med("runtime-fp32", "decoder/1"), 2.5, ">="),
+            ("decode(z) batch 1 <= 1.2x a bare session.run", med("runtime-fp32", "decoder/1") / med("bare", "decoder/1"), 1.2, "<="),
+            ("sample(1, seed) >= 1.5x faster than torch eager", med("torch", "sample/1") / med("runtime-fp32", "sample/1"), 1.5, ">="),
+            ("int8 decoder batch 1024 >= 2.5x faster than torch fp32", med("torch", "decoder/1024") / med("runtime-int8", "decoder/1024"), 2.5, ">="),
+        ]
+        g = report["gemm"][threads if threads != "default" else str(max(report["threads"]))]
+        best = max(g["numpy-decoder-gemms"]["gflops"], g["onnxruntime-decoder-gemms"]["gflops"])
+        fraction = DECODER_FLOP / med("runtime-fp32", "decoder/1024") / 1e9 / best
+        checks.append(("fp32 decoder batch 1024 >= 90% of the best same-shape GEMM rate", fraction, 0.9, ">="))
+        for name, value, bound, op in checks:
+            met = value >= bound if op == ">=" else value <= bound
+            shown = f"{value:.0%}" if "GEMM" in name else f"{value:.2f}x"
+            out.append({"target": name, "threads": threads, "measured": shown, "value": value, "met": bool(met)})
+    c = report["cold_start"]["runtime"]
+    out.append({"target": "cold start < 0.25 s (process wall)", "threads": "default",
+                "measured": f"{c['process_wall_s']['median']:.3f} s", "value": c["process_wall_s"]["median"],
+                "met": c["process_wall_s"]["median"] < 0.25})
+    out.append({"target": "cold start peak RSS < 80 MiB", "threads": "default",
+                "measured": f"{c['peak_rss_mib']['median']:.0f} MiB", "value": c["peak_rss_mib"]["median"],
+                "met": c["peak_rss_mib"]["median"] < 80})
+    return out
 
 
 def main() -> int:
-    torch.set_num_threads(os.cpu_count() or 1)
-    report: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp:
-        report["export"] = bench_export(Path(tmp) / "onnx")
-        report["speed"] = bench_speed(Path(tmp) / "onnx")
-        data_dir = os.environ.get("EDGEVAE_DATA_DIR")
-        if data_dir:
-            report["training"] = bench_training(data_dir, Path(tmp) / "train")
-        else:
-            print("training epochs not measured: set EDGEVAE_DATA_DIR to MNIST", file=sys.stderr)
-    e = report["export"]
-    print(f"export: {e['export_seconds']:.2f}s, " + ", ".join(f"{k} {v:,} B" for k, v in e["file_bytes"].items()))
-    print("batch  decode ORT/torch speedup  reconstruct ORT/torch speedup")
-    for r in report["speed"]:
-        print(f"{r['batch']:>5}  {r['decode_speedup_ort_over_torch']:>10.2f}x               "
-              f"{r['reconstruct_speedup_ort_over_torch']:>10.2f}x")
-    for k, v in report.get("training", {}).items():
-        print(f"{k}: {v:.1f}s")
-    write_bytes_atomic(REPO / "artifacts" / "bench.json", (json.dumps(report, indent=2) + "\n").encode())
-    print("wrote artifacts/bench.json")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per contender (default: 3)")
+    p.add_argument("--budget", type=float, default=0.25, help="timed seconds per cell per round (default: 0.25)")
+    p.add_argument("--quick", action="store_true", help="skip torch.compile (about 40 s of compiling per process)")
+    p.add_argument("--out", default=str(REPO / "artifacts"), help="folder for bench.json and bench.md (default: artifacts)")
+    args = p.parse_args()
+    cpus = os.cpu_count() or 1
+    threads_list = sorted({1, cpus})
+    # The parent stays small (no torch, no onnxruntime): cold-start children are spawned from it.
+    report: dict[str, Any] = {
+        "machine": f"{cpu_name()}, {cpus} cores, Linux {platform.release()}, Python {platform.python_version()}, "
+                   f"onnxruntime {md.version('onnxruntime')}, torch {md.version('torch')}, numpy {np.__version__}",
+        "rounds": args.rounds, "threads": threads_list}
+    print("cold start ...", file=sys.stderr)
+    report["cold_start"] = cold_start(max(5, args.rounds))
+    print("timing contenders ...", file=sys.stderr)
+    report["timing"] = time_contenders(args.rounds, [str(t) for t in threads_list] + ["default"], args.quick, args.budget)
+    report["timing"]["throughput"] = run_worker(["throughput"])
+    print("GEMM rates, sizes, export ...", file=sys.stderr)
+    report["gemm"] = measure_gemm(threads_list, args.rounds)
+    for threads in threads_list:
+        g = report["gemm"][str(threads)]
+        dec = report["timing"]["stats"][str(threads)]["runtime-fp32"]["decoder/1024"]["median_s"]
+        g["decoder_gflops"] = DECODER_FLOP / dec / 1e9
+        best = max(g["numpy-decoder-gemms"]["gflops"], g["onnxruntime-decoder-gemms"]["gflops"])
+        g["decoder_fraction_of_best"] = g["decoder_gflops"] / best
+    report["installed"] = installed_sizes()
+    report["export"] = export_figures()
+    report["targets"] = targets(report)
+    text = render(report)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from edgevae.runtime.atomic import write_bytes_atomic
+
+    write_bytes_atomic(out / "bench.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_bytes_atomic(out / "bench.md", text.encode())
+    print(text)
     return 0
 
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import onnxruntime as ort
@@ -188,6 +189,38 @@ def make_session_options(threads: int | None = None, optimization_level: str | N
             raise ValueError(f"optimization_level must be one of {sorted(levels)}, got {optimization_level!r}")
         opts.graph_optimization_level = levels[optimization_level]
     return opts
+
+
+Runner = Callable[[list[str], dict[str, Any]], list[Any]]
+
+
+def make_runner(session: ort.InferenceSession) -> Runner:
+    """A fast `session.run(names, feeds)`.
+
+    InferenceSession.run re-validates the feed's names against the graph through several pybind
+    property reads on every call, which costs about as much as running these small graphs at batch 1
+    (15 us of 30 on this CPU). The runtime checks every feed itself, and the session's inputs
+    against the contract at load, so it calls the session's compiled `run` directly when this
+    onnxruntime has it (all 1.x releases), else the public method.
+    """
+    inner = getattr(session, "_sess", None)
+    if inner is not None and callable(getattr(inner, "run", None)):
+        return lambda names, feeds: inner.run(names, feeds, None)
+    return lambda names, feeds: session.run(names, feeds)
+
+
+def check_session_signature(session: ort.InferenceSession, spec: contract.GraphSpec, sizes: dict[str, int],
+                            batch: int | None, name: str) -> None:
+    """ModelError unless the session's inputs and outputs are the contract's: names, float32, ranks,
+    fixed axes (from the manifest config) and the batch axis (dynamic, or the variant's fixed size)."""
+    for kind, got, want in (("input", session.get_inputs(), spec.inputs), ("output", session.get_outputs(), spec.outputs)):
+        found = [(t.name, t.type, list(t.shape)) for t in got]
+        expected = [(t.name, "tensor(float)", [batch if a == contract.BATCH else sizes[a] for a in t.shape])
+                    for t in want]
+        normalized = [(n, ty, [None if isinstance(d, str) or d is None else d for d in shape]) for n, ty, shape in found]
+        if normalized != expected:
+            raise ModelError(f"{name}: graph {kind}s {found} do not match this runtime's contract and the "
+                             f"manifest's config {expected} (None = the dynamic batch axis)")
 
 
 def start_session(blob: bytes, name: str, device: str, options: ort.SessionOptions) -> ort.InferenceSession:

@@ -10,7 +10,9 @@ and processed in chunks so memory stays bounded. One instance is safe to use fro
 """
 from __future__ import annotations
 
+import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +23,12 @@ import onnxruntime as ort
 from . import contract
 from . import likelihood as lik
 from .errors import ModelError
-from .model import ModelFiles, load_model_files, make_session_options, start_session
+from .model import (ModelFiles, Runner, check_session_signature, load_model_files, make_runner,
+                    make_session_options, start_session)
 
 DEFAULT_CHUNK = 2048
 DEFAULT_K = 100  # importance samples for log_likelihood
+WIDE_ROWS = 64  # with threads=None, batches from this many rows run on all cores (bench/run.py measures it)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class VAE:
     those in the folder with their size and cost in nats); b1 graphs run one image per call.
     threads, optimization_level: onnxruntime intra-op threads and graph optimization level
     ("disable", "basic", "extended", "all"); session_options: a base ort.SessionOptions.
+    threads=None (default) on the CPU: batches under WIDE_ROWS rows run on single-thread sessions
+    (no thread-pool wake-up: fastest for these small graphs, and many request threads scale), larger
+    ones on sessions using every core with spinning off, made on first need (README, "Speed").
     chunk_size: rows per `run` call for large batches.
     """
 
@@ -64,15 +71,50 @@ class VAE:
                 raise ModelError(f"variant {self.files.variant!r} has fixed batch {self.fixed_batch}; "
                                  "this runtime runs fixed-shape graphs at batch 1 only")
             chunk_size = 1
-        opts = make_session_options(threads, optimization_level, session_options)
+        auto_threads = threads is None and session_options is None
+        opts = make_session_options(1 if auto_threads else threads, optimization_level, session_options)
         self.encoder = start_session(self.files.blobs["encoder"], contract.ENCODER.file, device, opts)
         self.decoder = start_session(self.files.blobs["decoder"], contract.DECODER.file, device, opts)
-        self.requested_device = device
+        self._device_request, self._optimization_level = device, optimization_level
         self.chunk_size = chunk_size
         self.latent = self.files.latent
         self.image_shape = self.files.image_shape
         self.pixels = self.image_shape[0] * self.image_shape[1]
         self._score_stats: lik.ScoreStats | None = None
+        sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
+        for session, spec in ((self.encoder, contract.ENCODER), (self.decoder, contract.DECODER)):
+            check_session_signature(session, spec, sizes, self.fixed_batch, str(self.files.folder / spec.file))
+        self._run_encoder = make_runner(self.encoder)
+        self._run_decoder = make_runner(self.decoder)
+        if auto_threads and self.device == "cpu" and self.fixed_batch is None:
+            self._wide: dict[str, Runner] = {}
+            self._wide_lock = threading.Lock()
+            self._run_encoder = self._by_rows(self._run_encoder, "encoder", contract.X)
+            self._run_decoder = self._by_rows(self._run_decoder, "decoder", contract.Z)
+        self._rng = np.random.default_rng()  # unseeded draws; numpy's Generator locks around each draw
+        self._seeded = SeededNormal()
+
+    def _by_rows(self, small: Runner, graph: str, first: str) -> Runner:
+        """A runner that sends batches of WIDE_ROWS rows or more to the all-cores session."""
+        def run(names: list[str], feeds: dict[str, Any]) -> list[Any]:
+            if len(feeds[first]) < WIDE_ROWS:
+                return small(names, feeds)
+            return self._wide_runner(graph)(names, feeds)
+        return run
+
+    def _wide_runner(self, graph: str) -> Runner:
+        """The all-cores session of `graph` (onnxruntime's default threads, spinning off), made once."""
+        runner = self._wide.get(graph)
+        if runner is None:
+            with self._wide_lock:
+                runner = self._wide.get(graph)
+                if runner is None:
+                    opts = make_session_options(0, self._optimization_level)
+                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                    spec = contract.GRAPHS[graph]
+                    session = start_session(self.files.blobs[graph], spec.file, self._device_request, opts)
+                    runner = self._wide[graph] = make_runner(session)
+        return runner
 
     # -- what is loaded ---------------------------------------------------------------------
     @property
@@ -96,9 +138,14 @@ class VAE:
 
     # -- the operations ---------------------------------------------------------------------
     def sample_latent(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n draws of z ~ N(0, I) from numpy's PCG64 generator seeded with `seed`, (n, latent) float32."""
+        """n draws of z ~ N(0, I), (n, latent) float32: with a seed, those of numpy's
+        `Generator(Philox(key=seed)).standard_normal((n, latent), dtype=float32)`; without one, from a
+        generator kept by this instance (fresh entropy, thread-safe)."""
         check_count(n, "n")
-        return np.random.default_rng(seed).standard_normal((n, self.latent), dtype=np.float32)
+        if seed is None:
+            return self._rng.standard_normal((n, self.latent), dtype=np.float32)
+        check_count(seed, "seed", minimum=0)
+        return self._seeded.draw(seed, (n, self.latent))
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images."""
@@ -134,7 +181,7 @@ class VAE:
         out = np.empty((len(xs), *self.image_shape), np.float32)
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
-            (z,) = self.encoder.run([contract.Z], self.encoder_feed(xs[lo:hi], eps[lo:hi]))
+            (z,) = self._run_encoder([contract.Z], self.encoder_feed(xs[lo:hi], eps[lo:hi]))
             out[lo:hi] = self.decode_chunk(z)
         return out[0] if single else out
 
@@ -156,7 +203,7 @@ class VAE:
         """The evidence lower bound log p(x|z) - KL(q(z|x) || N(0, I)) per image, in nats (float64).
 
         One z = mu + exp(logvar / 2) * eps per image; eps (N, latent) is given, or drawn as
-        `np.random.default_rng(seed).standard_normal((N, latent))`, the same draw as `encode(x, seed=)`.
+        `sample_latent(N, seed)`, the same draw as `encode(x, seed=)`.
         Returns (N,) for a batch, a float for one image.
         """
         xs, single = self.check_images(x)
@@ -282,9 +329,9 @@ class VAE:
     def _run_likelihood_decoder(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(logits, None) for bernoulli, (logits, mean) for gaussian: what log p(x|z) needs."""
         if self.likelihood == "gaussian":
-            mean, logits = self.decoder.run([contract.MEAN, contract.LOGITS], {contract.Z: z})
+            mean, logits = self._run_decoder([contract.MEAN, contract.LOGITS], {contract.Z: z})
             return logits, mean
-        (logits,) = self.decoder.run([contract.LOGITS], {contract.Z: z})
+        (logits,) = self._run_decoder([contract.LOGITS], {contract.Z: z})
         return logits, None
 
     # -- running in chunks ------------------------------------------------------------------
@@ -292,7 +339,7 @@ class VAE:
         outs = [np.empty((len(xs), self.latent), np.float32) for _ in names]
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
-            for out, got in zip(outs, self.encoder.run(list(names), self.encoder_feed(xs[lo:hi], eps[lo:hi]))):
+            for out, got in zip(outs, self._run_encoder(list(names), self.encoder_feed(xs[lo:hi], eps[lo:hi]))):
                 out[lo:hi] = got
         return outs
 
@@ -301,9 +348,11 @@ class VAE:
         return {contract.X: as_float_images(x_chunk), contract.EPS: eps_chunk}
 
     def decode_chunk(self, z: np.ndarray) -> np.ndarray:
-        return self.decoder.run([contract.MEAN], {contract.Z: z})[0].reshape(-1, *self.image_shape)
+        return self._run_decoder([contract.MEAN], {contract.Z: z})[0].reshape(-1, *self.image_shape)
 
     def run_decoder(self, zs: np.ndarray) -> np.ndarray:
+        if len(zs) <= self.chunk_size:
+            return self.decode_chunk(zs)
         out = np.empty((len(zs), *self.image_shape), np.float32)
         for lo in range(0, len(zs), self.chunk_size):
             hi = lo + self.chunk_size
@@ -337,7 +386,10 @@ class VAE:
 
     def check_latent(self, z: Any, name: str, batch: int | None = None) -> tuple[np.ndarray, bool]:
         """Validate latents or noise: (N, latent) or (latent,), finite, float; batch must match."""
-        arr = as_numeric_array(z, name, "latent vectors")
+        if type(z) is np.ndarray and z.dtype == np.float32 and z.flags.c_contiguous:
+            arr = z  # the common case, kept cheap: no conversion
+        else:
+            arr = as_numeric_array(z, name, "latent vectors")
         if arr.shape == (self.latent,):
             arr, is_single = arr.reshape(1, self.latent), True
         elif arr.ndim == 2 and arr.shape[1] == self.latent:
@@ -351,7 +403,7 @@ class VAE:
             raise ValueError(f"{name}: batch of {len(arr)} does not match x's batch of {batch} "
                              "(no broadcasting: give one eps row per image)")
         out = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(out).all():
+        if not all_finite(out):
             bad = int(np.argwhere(~np.isfinite(out))[0][0])
             raise ValueError(f"{name}: expected finite values; got NaN or Inf (first in row {bad})")
         return out, is_single
@@ -377,6 +429,41 @@ def check_noise(eps: Any, shape: tuple[int, int, int]) -> np.ndarray:
     if not np.isfinite(out).all():
         raise ValueError(f"{contract.EPS}: expected finite values; got NaN or Inf")
     return out
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """True when no value is NaN or Inf: float32 values summed in float64 cannot overflow, so the sum
+    is finite exactly when every value is (for a few values, Python's sum of a list is cheaper)."""
+    if arr.size <= 256:
+        return math.isfinite(sum(arr.ravel().tolist()))
+    return math.isfinite(float(arr.sum(dtype=np.float64)))
+
+
+class SeededNormal:
+    """Standard normal float32 draws keyed by a seed: the draws of
+    `np.random.Generator(np.random.Philox(key=seed)).standard_normal(shape, dtype=np.float32)`.
+
+    One Philox generator is re-keyed in place per call (about 3 us), where building a new seeded
+    generator costs about 12 us, as much as decoding one image. Thread-safe (a lock per call).
+    """
+
+    def __init__(self) -> None:
+        self._bits = np.random.Philox(key=0)
+        self._gen = np.random.Generator(self._bits)
+        self._state = self._bits.state
+        self._lock = threading.Lock()
+
+    def draw(self, seed: int, shape: tuple[int, ...]) -> np.ndarray:
+        seed = int(seed)
+        if not 0 <= seed < 2**128:
+            raise ValueError(f"seed must be an int in [0, 2**128); got {seed}")
+        with self._lock:
+            state = self._state
+            state["state"]["key"][:] = (seed & 0xFFFF_FFFF_FFFF_FFFF, seed >> 64)
+            state["state"]["counter"][:] = 0
+            state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
+            self._bits.state = state
+            return self._gen.standard_normal(shape, dtype=np.float32)
 
 
 def check_count(n: Any, name: str, minimum: int = 1) -> None:

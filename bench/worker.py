@@ -1,0 +1,222 @@
+"""One benchmark contender in its own process (started by bench/run.py, which alternates them).
+
+    python bench/worker.py CONTENDER --threads T [--variant V] [--cells encoder/1,decoder/1024,...]
+
+CONTENDER: torch (eager, inference_mode), torch-compile, bare (a plain onnxruntime session.run on the
+fp32 graphs), runtime (edgevae's VAE, --variant), gemm (numpy sgemm and an onnxruntime MatMul on the
+decoder's shapes and a square 1024^3), threads-throughput (many small requests on one VAE), cold
+(cold start: the parent times it). Prints one JSON object: {cell: [seconds per call, ...]}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "runtime" / "models" / "default"
+CHECKPOINTS = REPO / "artifacts" / "checkpoints"
+OPS = ("encoder", "decoder", "sample", "reconstruct")
+BATCHES = (1, 64, 1024)
+
+
+def time_calls(fn: Callable[[], object], budget_s: float, max_calls: int = 3000) -> list[float]:
+    """Seconds per call: a warm-up, then single calls until the time budget or max_calls is spent."""
+    warm_end = time.perf_counter() + min(0.05, budget_s / 4)
+    while time.perf_counter() < warm_end:
+        fn()
+    times: list[float] = []
+    end = time.perf_counter() + budget_s
+    while len(times) < max_calls and (len(times) < 5 or time.perf_counter() < end):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - t0) * 1e-9)
+    return times
+
+
+def inputs(batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    real = np.load(REPO / "export" / "fixtures" / "mnist_test_256.npy")
+    rng = np.random.default_rng(batch)
+    x = (np.resize(real, (batch, 784)) / 255.0).astype(np.float32)
+    return x, rng.standard_normal((batch, 20), dtype=np.float32), rng.standard_normal((batch, 20), dtype=np.float32)
+
+
+def torch_cells(threads: int | None, compiled: bool) -> dict[str, Callable[[int], Callable[[], object]]]:
+    import torch
+
+    from edgevae.train import checkpoint
+    from edgevae.train.model import reparameterize
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.inference_mode().__enter__()  # for the whole worker process, as a serving loop would
+    encoder, decoder = checkpoint.load_pair(CHECKPOINTS)
+    encoder.eval()
+    decoder.eval()
+    enc, dec = (torch.compile(encoder), torch.compile(decoder)) if compiled else (encoder, decoder)
+    gen = torch.Generator()
+
+    def encode(batch: int) -> Callable[[], object]:
+        x, eps, _ = (torch.from_numpy(a) for a in inputs(batch))
+        return lambda: reparameterize(*enc(x), eps)
+
+    def decode(batch: int) -> Callable[[], object]:
+        z = torch.from_numpy(inputs(batch)[2])
+        return lambda: torch.sigmoid(dec(z))
+
+    def sample(batch: int) -> Callable[[], object]:
+        def run() -> object:
+            gen.manual_seed(batch)
+            return torch.sigmoid(dec(torch.randn((batch, 20), generator=gen)))
+        return run
+
+    def reconstruct(batch: int) -> Callable[[], object]:
+        x = torch.from_numpy(inputs(batch)[0])
+        return lambda: torch.sigmoid(dec(enc(x)[0]))
+
+    return {"encoder": encode, "decoder": decode, "sample": sample, "reconstruct": reconstruct}
+
+
+def bare_cells(threads: int | None) -> dict[str, Callable[[int], Callable[[], object]]]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+    enc = ort.InferenceSession(str(MODEL / "encoder.onnx"), opts, providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(MODEL / "decoder.onnx"), opts, providers=["CPUExecutionProvider"])
+
+    def encode(batch: int) -> Callable[[], object]:
+        x, eps, _ = inputs(batch)
+        return lambda: enc.run(None, {"x": x, "eps": eps})
+
+    def decode(batch: int) -> Callable[[], object]:
+        z = inputs(batch)[2]
+        return lambda: dec.run(["mean"], {"z": z})
+
+    def sample(batch: int) -> Callable[[], object]:
+        return lambda: dec.run(["mean"], {"z": np.random.default_rng(batch).standard_normal((batch, 20), dtype=np.float32)})
+
+    def reconstruct(batch: int) -> Callable[[], object]:
+        x = inputs(batch)[0]
+        zeros = np.zeros((batch, 20), np.float32)
+        return lambda: dec.run(["mean"], {"z": enc.run(["z"], {"x": x, "eps": zeros})[0]})
+
+    return {"encoder": encode, "decoder": decode, "sample": sample, "reconstruct": reconstruct}
+
+
+def runtime_cells(threads: int | None, variant: str) -> dict[str, Callable[[int], Callable[[], object]]]:
+    from edgevae.runtime import VAE
+
+    vae = VAE(device="cpu", variant=variant, threads=threads)
+
+    def encode(batch: int) -> Callable[[], object]:
+        x, eps, _ = inputs(batch)
+        return lambda: vae.encode(x, eps=eps)
+
+    def decode(batch: int) -> Callable[[], object]:
+        z = inputs(batch)[2]
+        return lambda: vae.decode(z)
+
+    def sample(batch: int) -> Callable[[], object]:
+        return lambda: vae.sample(batch, seed=batch)
+
+    def reconstruct(batch: int) -> Callable[[], object]:
+        x = inputs(batch)[0]
+        return lambda: vae.reconstruct(x)
+
+    return {"encoder": encode, "decoder": decode, "sample": sample, "reconstruct": reconstruct}
+
+
+def gemm_cells(threads: int) -> dict[str, list[float]]:
+    """Seconds per call of the decoder's two GEMMs at batch 1024 (numpy and onnxruntime MatMul), and
+    of a square 1024^3 sgemm in numpy. FLOP counts are in bench/run.py."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((1024, 20), dtype=np.float32)
+    w1 = rng.standard_normal((20, 200), dtype=np.float32)
+    w2 = rng.standard_normal((200, 784), dtype=np.float32)
+    a = rng.standard_normal((1024, 1024), dtype=np.float32)
+    out: dict[str, list[float]] = {}
+    with threadpool_limits(limits=threads, user_api="blas"):
+        out["numpy-decoder-gemms"] = time_calls(lambda: (z @ w1) @ w2, 0.5)
+        out["numpy-square-1024"] = time_calls(lambda: a @ a, 0.5, 200)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["z", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])], "gemms",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 20])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 784])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    out["onnxruntime-decoder-gemms"] = time_calls(lambda: sess.run(None, {"z": z}), 0.5)
+    del onnx
+    return out
+
+
+def throughput(threads_list: list[int], calls: int = 2000) -> dict[str, list[float]]:
+    """Requests per second of sample(1, seed) on one VAE (threads=1 per session) from N Python threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgevae.runtime import VAE
+
+    vae = VAE(device="cpu", threads=1)
+    out = {}
+    for n in threads_list:
+        rates = []
+        for _ in range(3):
+            with ThreadPoolExecutor(n) as pool:
+                t0 = time.perf_counter()
+                list(pool.map(lambda i: vae.sample(1, seed=i), range(calls)))
+                rates.append(calls / (time.perf_counter() - t0))
+        out[f"requests/{n}"] = rates
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("contender", choices=["torch", "torch-compile", "bare", "runtime", "gemm", "throughput", "cold"])
+    p.add_argument("--threads", default="1",
+                   help="intra-op threads, or 'default' for each contender's own default (default: 1)")
+    p.add_argument("--variant", default="fp32", help="runtime variant (default: fp32)")
+    p.add_argument("--cells", default=",".join(f"{o}/{b}" for o in OPS for b in BATCHES),
+                   help="op/batch pairs (default: every op at 1, 64 and 1024)")
+    p.add_argument("--budget", type=float, default=0.25, help="seconds of timed calls per cell (default: 0.25)")
+    args = p.parse_args()
+    threads = None if args.threads == "default" else int(args.threads)
+    if args.contender == "gemm":
+        result: dict[str, object] = gemm_cells(threads or 1)
+    elif args.contender == "throughput":
+        result = throughput([1, 2, 4])
+    elif args.contender == "cold":
+        t0 = time.perf_counter()
+        from edgevae.runtime import VAE
+
+        VAE(device="cpu").sample(1, seed=0)
+        result = {"in_process_s": time.perf_counter() - t0}
+    else:
+        try:
+            makers = (torch_cells(threads, args.contender == "torch-compile") if args.contender.startswith("torch")
+                      else bare_cells(threads) if args.contender == "bare"
+                      else runtime_cells(threads, args.variant))
+            result = {}
+            for cell in args.cells.split(","):
+                op, batch = cell.split("/")
+                result[cell] = time_calls(makers[op](int(batch)), args.budget)
+        except Exception as exc:  # noqa: BLE001 - a contender that cannot run is reported, not fatal
+            result = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
