@@ -164,22 +164,49 @@ def gemm_cells(threads: int) -> dict[str, list[float]]:
     return out
 
 
-def throughput(threads_list: list[int], calls: int = 2000) -> dict[str, list[float]]:
-    """Requests per second of sample(1, seed) on one VAE (threads=1 per session) from N Python threads."""
-    from concurrent.futures import ThreadPoolExecutor
+def throughput(threads_list: list[int], seconds: float = 1.0) -> dict[str, list[float]]:
+    """Requests per second on one VAE (threads=1 sessions) from N Python threads, each looping over
+    its own requests: sample(1, seed) and decode of 64 latents; and a bare session.run at batch 1,
+    the floor set by onnxruntime's Python binding and the GIL."""
+    import threading
+
+    import onnxruntime as ort
 
     from edgevae.runtime import VAE
 
     vae = VAE(device="cpu", threads=1)
-    out = {}
-    for n in threads_list:
-        rates = []
-        for _ in range(3):
-            with ThreadPoolExecutor(n) as pool:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    bare = ort.InferenceSession(str(MODEL / "decoder.onnx"), opts, providers=["CPUExecutionProvider"])
+    z1, z64 = np.zeros((1, 20), np.float32), np.zeros((64, 20), np.float32)
+    requests: dict[str, Callable[[int], object]] = {
+        "sample(1, seed)": lambda i: vae.sample(1, seed=i),
+        "decode(64 latents)": lambda i: vae.decode(z64),
+        "bare session.run, batch 1": lambda i: bare.run(["mean"], {"z": z1}),
+    }
+    out: dict[str, list[float]] = {}
+    for name, fn in requests.items():
+        for n in threads_list:
+            rates = []
+            for _ in range(3):
+                counts = [0] * n
+                end = time.perf_counter() + seconds / 3
+
+                def work(k: int) -> None:
+                    i = 0
+                    while time.perf_counter() < end:
+                        fn(i)
+                        i += 1
+                    counts[k] = i
+
+                workers = [threading.Thread(target=work, args=(k,)) for k in range(n)]
                 t0 = time.perf_counter()
-                list(pool.map(lambda i: vae.sample(1, seed=i), range(calls)))
-                rates.append(calls / (time.perf_counter() - t0))
-        out[f"requests/{n}"] = rates
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+                rates.append(sum(counts) / (time.perf_counter() - t0))
+            out[f"{name}/{n}"] = rates
     return out
 
 
