@@ -192,14 +192,14 @@ def throughput(threads_list: list[int], seconds: float = 1.0) -> dict[str, list[
                 counts = [0] * n
                 end = time.perf_counter() + seconds / 3
 
-                def work(k: int) -> None:
+                def work(k: int, fn: Callable[[int], object], end: float, counts: list[int]) -> None:
                     i = 0
                     while time.perf_counter() < end:
                         fn(i)
                         i += 1
                     counts[k] = i
 
-                workers = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+                workers = [threading.Thread(target=work, args=(k, fn, end, counts)) for k in range(n)]
                 t0 = time.perf_counter()
                 for w in workers:
                     w.start()

@@ -251,8 +251,9 @@ class VAE:
             fixed = eps_arr
             noise = lambda lo, hi: fixed[:, lo:hi]  # noqa: E731
         else:
+            base = int(seed)  # type: ignore[arg-type]
             noise = lambda lo, hi: np.stack(  # noqa: E731
-                [np.random.default_rng([seed, i]).standard_normal((k, self.latent), dtype=np.float32)
+                [np.random.default_rng([base, i]).standard_normal((k, self.latent), dtype=np.float32)
                  for i in range(lo, hi)], axis=1)
         out = self._iw_log_likelihood(xs, k, noise)
         return float(out[0]) if single else out
