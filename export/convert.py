@@ -1,18 +1,20 @@
 """torch.onnx.export of the encoder and decoder, with metadata, checks and a manifest.
 
-`build_graphs` traces both checkpoints into checked, serialized graphs in memory; `write_graphs`
-writes them atomically; `build_manifest`/`write_manifest` record files, checksums, signatures and
-parity figures. Validation against PyTorch lives in validate.py; the CLI runs it between building
+`build_graphs` traces both checkpoints into checked, serialized graphs in memory; `build_manifest`
+records files, checksums, signatures, variants and parity figures; `export_model` builds and checks
+everything, then writes every file atomically under a folder lock, the manifest last. Validation against PyTorch lives in validate.py; the CLI runs it between building
 and writing, so a graph that fails it is never written.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import io
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from edgevae.runtime import contract
-from edgevae.runtime.atomic import write_bytes_atomic
+from edgevae.runtime.atomic import remove_stale_temps, write_bytes_atomic
 from edgevae.train import checkpoint
 from edgevae.train.config import VAEConfig
 
@@ -120,16 +122,6 @@ def build_graphs(checkpoints: str | os.PathLike[str], opset: int = contract.OPSE
     return config, blobs
 
 
-def write_graphs(out: str | os.PathLike[str], blobs: dict[str, bytes]) -> list[Path]:
-    """Write each graph atomically as OUT/<contract file name>."""
-    paths = []
-    for graph, blob in blobs.items():
-        path = Path(out) / contract.GRAPHS[graph].file
-        write_bytes_atomic(path, blob)
-        paths.append(path)
-    return paths
-
-
 def describe_tensors(specs: tuple[contract.TensorSpec, ...], config: VAEConfig) -> list[dict[str, Any]]:
     sizes = axis_sizes(config)
     return [{"name": t.name, "dtype": t.dtype, "shape": t.concrete_shape(sizes)} for t in specs]
@@ -196,12 +188,6 @@ def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[s
     }
 
 
-def write_manifest(out: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
-    path = Path(out) / contract.MANIFEST_FILE
-    write_bytes_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    return path
-
-
 def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str], opset: int = contract.OPSET,
                  devices: tuple[str, ...] = ("cpu",), score_images: Any = None) -> tuple[list[Path], dict[str, Any]]:
     """Build, validate on each device's provider, then write graphs, golden vectors, score
@@ -212,11 +198,10 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
     ExportError or ValidationError (ParityError with the max difference) before anything is written.
     """
     from edgevae.runtime.model import ModelFiles
+    from edgevae.runtime.vae import VAE
 
     from .calibrate import calibrate_scores
     from .golden import build_golden
-    from edgevae.runtime.vae import VAE
-
     from .validate import check_golden, load_real_images, measure_parity, validate_parity
     from .variants import build_variants, check_mobile_usability, check_variant, measure_variant, staged_files
 
@@ -239,14 +224,38 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
     figures["b1"]["mobile_usability"] = check_mobile_usability(variants["b1"])
     stats = calibrate_scores(staged, score_images, "caller-given images" if score_images is not None else None)
     extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json(), **variant_extras}
-    paths = write_graphs(out, blobs)
-    for name, graphs in variants.items():
-        for graph, blob in graphs.items():
-            write_bytes_atomic(Path(out) / contract.VARIANTS[name].file(graph), blob)
-            paths.append(Path(out) / contract.VARIANTS[name].file(graph))
-    for name, blob in extras.items():
-        write_bytes_atomic(Path(out) / name, blob)
-        paths.append(Path(out) / name)
+    files = {contract.GRAPHS[g].file: b for g, b in blobs.items()}
+    files.update({contract.VARIANTS[n].file(g): b for n, graphs in variants.items() for g, b in graphs.items()})
+    files.update(extras)
     manifest = build_manifest(out, config, blobs, opset, parity, checkpoints, extras, variants, figures)
-    paths.append(write_manifest(out, manifest))
+    files[contract.MANIFEST_FILE] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    paths = []
+    with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last
+        for name, blob in files.items():
+            write_bytes_atomic(Path(out) / name, blob)
+            paths.append(Path(out) / name)
     return paths, parity
+
+
+@contextlib.contextmanager
+def export_lock(out: str | os.PathLike[str], names: list[str]) -> Iterator[None]:
+    """Hold OUT/.export.lock for the whole export, so two exports into one folder cannot interleave
+    their files: the second fails at once, saying so. Stale temporary files are removed under it."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".export.lock", "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            yield
+            return
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ExportError(f"another export is writing to {folder} (it holds {folder / '.export.lock'}); "
+                              "wait for it or choose another --out") from exc
+        try:
+            remove_stale_temps(folder, names)
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

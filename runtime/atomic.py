@@ -46,6 +46,21 @@ def write_with_atomic(path: str | os.PathLike[str], writer: Callable[[BinaryIO],
         writer(f)
 
 
+def remove_stale_temps(folder: str | os.PathLike[str], names: list[str]) -> list[Path]:
+    """Remove the temporary files `open_atomic` leaves when a process is killed mid-write
+    (.NAME.*.tmp beside each of `names`). Call it where no other writer can be running."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def sync_dir(folder: Path) -> None:
     """fsync a directory so a rename inside it survives power loss (no-op where unsupported)."""
     try:

@@ -20,10 +20,21 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 from .errors import DeviceError, ModelError
-from .images import read_images, save_grid
+from .images import check_output_path, read_images, save_grid
 from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
 from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
 from .model import CPU, CUDA, MODEL_DIR_ENV
+
+
+def seed_value(text: str) -> int:
+    """argparse type for --seed: an int >= 0 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,14 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sample", parents=[common], help="decode random latents into a grid of digits")
     s.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
-    s.add_argument("--seed", type=int, default=0, help="numpy seed for z ~ N(0, I) (default: 0)")
+    s.add_argument("--seed", type=seed_value, default=0, help="numpy seed for z ~ N(0, I) (default: 0)")
     s.add_argument("-o", "--output", default="samples.png", help=".png grid or .npy array (default: samples.png)")
     r = sub.add_parser("reconstruct", parents=[common], help="encode and decode images; originals beside results")
     r.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png digit")
     r.add_argument("-o", "--output", default="reconstruction.png",
                    help=".png (pairs side by side) or .npy (reconstructions) (default: reconstruction.png)")
     r.add_argument("--stochastic", action="store_true", help="decode a draw z ~ q(z|x) instead of its mean")
-    r.add_argument("--seed", type=int, default=0, help="seed for --stochastic (default: 0)")
+    r.add_argument("--seed", type=seed_value, default=0, help="seed for --stochastic (default: 0)")
     i = sub.add_parser("interpolate", parents=[common], help="walk the latent space from image A to image B")
     i.add_argument("a", help="first image (.png, or .npy holding one image)")
     i.add_argument("b", help="second image (.png, or .npy holding one image)")
@@ -60,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="importance samples per image (default: the k of the model's score statistics, 16)")
     c.add_argument("--score", choices=sorted(SCORES), default=DEFAULT_SCORE,
                    help=f"which score (default: {DEFAULT_SCORE}); see the README's table")
-    c.add_argument("--seed", type=int, default=0, help="seed of the importance-sampling noise (default: 0)")
+    c.add_argument("--seed", type=seed_value, default=0, help="seed of the importance-sampling noise (default: 0)")
     c.add_argument("--threshold", default=None,
                    help="flag images whose score is above this: a number, or pNN for the NN-th percentile of "
                         f"normal images' scores stored with the model ({', '.join('p' + q for q in PERCENTILES)}) "
@@ -123,6 +134,8 @@ def run_command(args: argparse.Namespace) -> str:
 
     from .vae import VAE
 
+    if args.command in ("sample", "reconstruct", "interpolate"):
+        check_output_path(args.output)  # before any work: a wrong suffix must not cost a computation
     vae = VAE(args.model, device=args.device, variant=args.variant, threads=args.threads)
     head = f"device: {args.device} -> {vae.device} ({', '.join(vae.providers)}); variant: {vae.files.variant}"
     if args.command == "sample":

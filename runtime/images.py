@@ -64,33 +64,78 @@ def encode_png(image: np.ndarray, scale: int = 1) -> bytes:
             + png_chunk(b"IEND", b""))
 
 
+OUTPUT_SUFFIXES = (".png", ".npy")
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """The output path, refused before any work when its suffix is not .png or .npy."""
+    out = Path(path)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"output must end in .png or .npy, got {out.name!r}")
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory; give a file name ending in .png or .npy")
+    return out
+
+
 def save_grid(images: np.ndarray, path: str | os.PathLike[str], ncols: int | None = None, scale: int = 2) -> Path:
     """Write (N, H, W) images in [0, 1] as a PNG grid (or the raw array to a .npy file)."""
-    path = Path(path)
+    path = check_output_path(path)
     if path.suffix.lower() == ".npy":
         buf = io.BytesIO()
         np.save(buf, np.asarray(images, dtype=np.float32))
         write_bytes_atomic(path, buf.getvalue())
-    elif path.suffix.lower() == ".png":
-        write_bytes_atomic(path, encode_png(tile_images(images, ncols), scale))
     else:
-        raise ValueError(f"output must end in .png or .npy, got {path.name!r}")
+        write_bytes_atomic(path, encode_png(tile_images(images, ncols), scale))
     return path
+
+
+MAX_INPUT_BYTES = 4 * 2**30  # an input array larger than this is refused before it is read
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """np.load with the header checked first: an empty or truncated file, or one whose header
+    promises more data than the file holds (or than MAX_INPUT_BYTES), is a ValueError, not a crash."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable .npy array ({size} bytes): {exc}") from exc
+    if dtype.hasobject:
+        raise ValueError(f"{path} holds Python objects, not numbers; refused (no pickle is ever loaded)")
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if need > MAX_INPUT_BYTES:
+        raise ValueError(f"{path}: header says shape {shape} of {dtype} ({need / 2**30:.1f} GiB); inputs above "
+                         f"{MAX_INPUT_BYTES / 2**30:.0f} GiB are refused: split it into several files")
+    if size - offset < need:
+        raise ValueError(f"{path} is truncated: header says shape {shape} of {dtype} ({need:,} bytes of data), "
+                         f"the file holds {size - offset:,}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable .npy array: {exc}") from exc
 
 
 def read_images(path: str | os.PathLike[str]) -> np.ndarray:
     """Images from a .npy file (any shape the model accepts) or a grayscale PNG (one image)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"input {path} is a directory; give a .npy or .png file")
     if not path.is_file():
         raise FileNotFoundError(f"input file {path} not found")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"{path} is not a readable .npy array: {exc}") from exc
+        return read_npy(path)
     if suffix == ".png":
         image_mod = import_pillow()
         with image_mod.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit greyscale (PNG holds no other integer mode): scale 0..65535 to [0, 1];
+                # convert("L") would clip every level above 255 to white
+                levels = np.asarray(im, dtype=np.float64)
+                return (np.clip(levels, 0, 65535.0) / 65535.0).astype(np.float32)
             return np.asarray(im.convert("L"), dtype=np.uint8)
     raise ValueError(f"input must be a .png or .npy file, got {path.name!r}")

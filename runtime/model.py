@@ -36,6 +36,9 @@ CUDA = "CUDAExecutionProvider"
 # fp32 parity with PyTorch by ~1e-3; the graphs are tiny, so exact fp32 costs nothing noticeable.
 # (The option exists from onnxruntime-gpu 1.17 on, hence the gpu extra's floor.)
 CUDA_OPTIONS = {"use_tf32": "0"}
+# More intra-op threads than this only slows these graphs and can exhaust memory (1000 threads took
+# 43 s to start); the bound is generous for machines with SMT.
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
 def find_model_dir(model_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -108,7 +111,22 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     for key in ("config", "files"):
         if not isinstance(manifest.get(key), dict):
             raise ModelError(f"corrupt manifest {path}: no {key!r} section")
+    check_config(manifest["config"], path)
     return manifest
+
+
+def check_config(config: dict[str, Any], path: Path) -> None:
+    """ModelError unless the manifest's model config has what the runtime reads, well-formed."""
+    shape = config.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise ModelError(f"corrupt manifest {path}: config.image_shape must be [height, width] (positive ints); "
+                         f"got {shape!r}")
+    latent = config.get("latent")
+    if not (isinstance(latent, int) and not isinstance(latent, bool) and latent > 0):
+        raise ModelError(f"corrupt manifest {path}: config.latent must be a positive int; got {latent!r}")
+    if config.get("likelihood", "bernoulli") not in ("bernoulli", "gaussian"):
+        raise ModelError(f"corrupt manifest {path}: config.likelihood must be 'bernoulli' or 'gaussian'; "
+                         f"got {config.get('likelihood')!r}")
 
 
 def read_verified(folder: Path, name: str, entry: Any) -> bytes:
@@ -118,6 +136,10 @@ def read_verified(folder: Path, name: str, entry: Any) -> bytes:
     if Path(name).name != name or name in (".", ".."):
         raise ModelError(f"manifest in {folder} lists {name!r}, which is not a plain file name in the folder")
     path = folder / name
+    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+        raise ModelError(f"model file {path} is a link to {path.resolve()}, outside the model folder; refused")
+    if path.is_dir():
+        raise ModelError(f"model file {path} is a directory, expected a file")
     if not path.is_file():
         raise ModelError(f"model file {path} is missing")
     blob = path.read_bytes()
@@ -177,8 +199,9 @@ def make_session_options(threads: int | None = None, optimization_level: str | N
     'extended', 'all') applied on top of `options`."""
     opts = options or ort.SessionOptions()
     if threads is not None:
-        if threads < 0:
-            raise ValueError(f"threads must be >= 0 (0 = onnxruntime's default), got {threads}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
+            raise ValueError(f"threads must be an int from 0 (onnxruntime's default) to {MAX_THREADS} "
+                             f"(4 per core of the {os.cpu_count()} here); got {threads!r}")
         opts.intra_op_num_threads = threads
     if optimization_level is not None:
         levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

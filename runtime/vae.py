@@ -28,6 +28,7 @@ from .model import (ModelFiles, Runner, check_session_signature, load_model_file
 
 DEFAULT_CHUNK = 2048
 DEFAULT_K = 100  # importance samples for log_likelihood
+MAX_SAMPLES = 250_000  # images per sample() call (0.73 GiB of float32 output); refused above, before allocating
 WIDE_ROWS = 64  # with threads=None, batches from this many rows run on all cores (bench/run.py measures it)
 
 
@@ -148,7 +149,12 @@ class VAE:
         return self._seeded.draw(seed, (n, self.latent))
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images."""
+        """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images.
+        At most MAX_SAMPLES per call (ask in several calls for more)."""
+        check_count(n, "n")
+        if n > MAX_SAMPLES:
+            raise ValueError(f"n must be at most {MAX_SAMPLES:,} per call ({MAX_SAMPLES * self.pixels * 4 / 2**30:.2f} "
+                             f"GiB of output); got {n:,}: sample in several calls")
         return self.decode(self.sample_latent(n, seed))
 
     def encode(self, x: Any, eps: Any = None, seed: int | None = None) -> Any:
@@ -157,6 +163,8 @@ class VAE:
         With `seed` and no `eps`, eps ~ N(0, I) from numpy's generator seeded with `seed`.
         """
         xs, single = self.check_images(x)
+        if eps is not None and seed is not None:
+            raise ValueError("give eps or seed, not both (seed would be ignored)")
         if eps is None and seed is None:
             mu, logvar = self.run_encoder(xs, np.zeros((len(xs), self.latent), np.float32),
                                           (contract.MU, contract.LOGVAR))
@@ -473,7 +481,13 @@ def check_count(n: Any, name: str, minimum: int = 1) -> None:
 
 
 def as_numeric_array(x: Any, name: str, what: str) -> np.ndarray:
-    """np.asarray with a clear error for non-numeric input (strings, objects, bools, complex)."""
+    """np.asarray with a clear error for non-numeric input (strings, objects, bools, complex) and
+    for masked arrays with masked values (their hidden data would be used silently)."""
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.getmaskarray(x).any():
+            raise ValueError(f"{name}: got a masked array with {int(np.ma.getmaskarray(x).sum())} masked values; "
+                             "fill them first (x.filled(0)) or pass a plain array")
+        x = np.ma.getdata(x)
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged lists

@@ -49,8 +49,8 @@ def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_module(path: str | os.PathLike[str], kind: str, module: nn.Module, train_config: TrainConfig,
-                epoch: int) -> None:
-    """Write one encoder or decoder checkpoint atomically."""
+                epoch: int, run: str | None = None) -> None:
+    """Write one encoder or decoder checkpoint atomically; `run` and `epoch` tie a pair together."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -58,19 +58,42 @@ def save_module(path: str | os.PathLike[str], kind: str, module: nn.Module, trai
         "config": module.config.to_dict(),
         "train_config": train_config.to_dict(),
         "epoch": int(epoch),
+        "run": run,
         "state_dict": cpu_state_dict(module),
     }
     write_bytes_atomic(path, serialize(payload))
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """torch.load(weights_only=True) with missing and corrupt files named as such."""
+    """torch.load(weights_only=True) of verified bytes, with missing and corrupt files named as such.
+
+    The file is read once. Its zip members' CRC-32s are checked first (torch.load does not check
+    them, so a flipped byte in a tensor would load as a changed weight); then the bytes are loaded
+    with weights_only=True, which refuses pickled code without running it (also when
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: it only overrides calls that do not pass weights_only).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    raw = path.read_bytes()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        bad = zipfile.ZipFile(io.BytesIO(raw)).testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError) as exc:
+        raise CheckpointError(f"corrupt checkpoint {path}: not a readable checkpoint archive ({exc})") from exc
+    if bad is not None:
+        raise CheckpointError(f"corrupt checkpoint {path}: member {bad} fails its CRC-32 check "
+                              "(the file was modified or damaged after it was written)")
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "GLOBAL" in line),
+                      str(exc).splitlines()[0][:160])
+        raise CheckpointError(f"refused checkpoint {path}: it holds pickled code or objects that are not tensors, "
+                              f"which were not run ({reason}). edgevae checkpoints hold only tensors and plain "
+                              "values; re-create it with python -m edgevae.train") from exc
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edgevae checkpoint (no format={FORMAT!r} field)")
@@ -103,6 +126,11 @@ def load_pair(folder: str | os.PathLike[str]) -> tuple[Encoder, Decoder]:
     if enc["config"] != dec["config"]:
         raise CheckpointError(f"encoder and decoder in {folder} have different configs: "
                               f"{enc['config']} vs {dec['config']}")
+    if (enc.get("run"), enc.get("epoch")) != (dec.get("run"), dec.get("epoch")):
+        raise CheckpointError(f"encoder.pt (run {enc.get('run')}, epoch {enc.get('epoch')}) and decoder.pt "
+                              f"(run {dec.get('run')}, epoch {dec.get('epoch')}) in {folder} are not one pair: a "
+                              "write was interrupted or files were mixed; resume the training run (--resume) to "
+                              "write both again, or restore both files")
     return encoder, decoder  # type: ignore[return-value]
 
 

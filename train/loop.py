@@ -14,13 +14,14 @@ import math
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from edgevae.runtime.atomic import write_bytes_atomic
+from edgevae.runtime.atomic import remove_stale_temps, write_bytes_atomic
 from edgevae.runtime.images import save_grid
 
 from . import checkpoint
@@ -92,6 +93,8 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
     optimizer = torch.optim.Adam(params, lr=config.lr)
     history: list[dict[str, float]] = []
     start_epoch = 0
+    run = uuid.uuid4().hex[:12]  # ties each encoder/decoder pair to its run (kept across --resume)
+    remove_stale_temps(out, [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE, METRICS_FILE])
 
     state_path = out / checkpoint.STATE_FILE
     if resume and state_path.is_file():
@@ -104,6 +107,7 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
         optimizer.load_state_dict(state["optimizer"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
+        run = str(state.get("run") or run)
         logger.info("resumed from %s after epoch %d", state_path, start_epoch)
     elif resume:
         logger.info("no resume state at %s; starting fresh", state_path)
@@ -150,7 +154,7 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
         history.append(record)
         logger.info("epoch %d/%d  train loss %.3f  test ELBO %.3f  (%.1fs)", epoch + 1, config.epochs,
                     s[0], test["elbo"], seconds)
-        save_epoch(out, config, encoder, decoder, optimizer, history, epoch + 1)
+        save_epoch(out, config, encoder, decoder, optimizer, history, epoch + 1, run)
 
     encoder.eval()
     decoder.eval()
@@ -172,7 +176,8 @@ def make_progress(total: int, desc: str, enabled: bool) -> Any:
 
 
 def save_epoch(out: Path, config: TrainConfig, encoder: torch.nn.Module, decoder: torch.nn.Module,
-               optimizer: torch.optim.Optimizer, history: list[dict[str, float]], epoch: int) -> None:
+               optimizer: torch.optim.Optimizer, history: list[dict[str, float]], epoch: int,
+               run: str | None = None) -> None:
     """Checkpoints, resume state and partial metrics after a finished epoch.
 
     The resume state holds both networks, so a crash between the writes below never leaves it
@@ -181,10 +186,10 @@ def save_epoch(out: Path, config: TrainConfig, encoder: torch.nn.Module, decoder
     checkpoint.save_train_state(out / checkpoint.STATE_FILE, {
         "epoch": epoch, "train_config": config.to_dict(), "encoder": checkpoint.cpu_state_dict(encoder),
         "decoder": checkpoint.cpu_state_dict(decoder),
-        "optimizer": optimizer.state_dict(), "history": history,
+        "optimizer": optimizer.state_dict(), "history": history, "run": run,
     })
-    checkpoint.save_module(out / checkpoint.ENCODER_FILE, "encoder", encoder, config, epoch)
-    checkpoint.save_module(out / checkpoint.DECODER_FILE, "decoder", decoder, config, epoch)
+    checkpoint.save_module(out / checkpoint.ENCODER_FILE, "encoder", encoder, config, epoch, run)
+    checkpoint.save_module(out / checkpoint.DECODER_FILE, "decoder", decoder, config, epoch, run)
     write_json(out / METRICS_FILE, {"config": config.to_dict(), "history": history, "complete": False})
 
 
