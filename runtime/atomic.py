@@ -49,7 +49,7 @@ def write_with_atomic(path: str | os.PathLike[str], writer: Callable[[BinaryIO],
 def remove_stale_temps(folder: str | os.PathLike[str], names: list[str]) -> list[Path]:
     """Remove the temporary files `open_atomic` leaves when a process is killed mid-write
     (.NAME.*.tmp beside each of `names`). Call it where no other writer can be running."""
-    removed = []
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
