@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgevae.runtime.atomic import write_bytes_atomic
+from edgevae.runtime.atomic import sync_dir, write_bytes_atomic
 
 from .config import TrainConfig, VAEConfig
 from .model import Decoder, Encoder
@@ -46,6 +46,49 @@ def serialize(obj: Any) -> bytes:
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of the module's parameters and buffers."""
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def pending_path(path: Path) -> Path:
+    """Where the new half of a pair waits, whole, until both halves are written: .NAME.pending."""
+    return path.with_name(f".{path.name}.pending")
+
+
+def save_pair(folder: str | os.PathLike[str], encoder: nn.Module, decoder: nn.Module, train_config: TrainConfig,
+              epoch: int, run: str | None) -> None:
+    """Replace FOLDER/encoder.pt and decoder.pt as one unit.
+
+    Both new files are first written whole (atomically) as .encoder.pt.pending and
+    .decoder.pt.pending; only then are they renamed into place. A kill before the first rename
+    leaves the old pair; a kill between the renames leaves a new encoder.pt and the new decoder
+    still pending, which `load_pair` picks up (same run and epoch), and `finish_pair` completes.
+    """
+    folder = Path(folder)
+    halves = ((folder / ENCODER_FILE, "encoder", encoder), (folder / DECODER_FILE, "decoder", decoder))
+    for path, kind, module in halves:
+        save_module(pending_path(path), kind, module, train_config, epoch, run)
+    for path, _, _ in halves:
+        os.replace(pending_path(path), path)
+    sync_dir(folder)
+
+
+def finish_pair(folder: str | os.PathLike[str]) -> None:
+    """Complete a pair commit a kill interrupted (rename a pending half that matches the other
+    half's run and epoch), and drop pending files of a commit that never started renaming."""
+    folder = Path(folder)
+    enc, dec = folder / ENCODER_FILE, folder / DECODER_FILE
+    for path, other in ((dec, enc), (enc, dec)):
+        pending = pending_path(path)
+        if not pending.exists():
+            continue
+        if other.exists() and not pending_path(other).exists() and same_unit(read_file(pending), read_file(other)):
+            os.replace(pending, path)
+        else:
+            pending.unlink()
+    sync_dir(folder)
+
+
+def same_unit(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a.get("run"), a.get("epoch")) == (b.get("run"), b.get("epoch"))
 
 
 def save_module(path: str | os.PathLike[str], kind: str, module: nn.Module, train_config: TrainConfig,
@@ -122,7 +165,11 @@ def load_pair(folder: str | os.PathLike[str]) -> tuple[Encoder, Decoder]:
     """Encoder and decoder from FOLDER/encoder.pt and FOLDER/decoder.pt, checked to match."""
     folder = Path(folder)
     encoder, enc = load_module(folder / ENCODER_FILE, "encoder")
-    decoder, dec = load_module(folder / DECODER_FILE, "decoder")
+    decoder_path = folder / DECODER_FILE
+    if pending_path(decoder_path).is_file() and not same_unit(enc, read_file(decoder_path)):
+        # a kill between the two renames of save_pair: the new decoder is whole, still pending
+        decoder_path = pending_path(decoder_path)
+    decoder, dec = load_module(decoder_path, "decoder")
     if enc["config"] != dec["config"]:
         raise CheckpointError(f"encoder and decoder in {folder} have different configs: "
                               f"{enc['config']} vs {dec['config']}")

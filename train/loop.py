@@ -94,7 +94,11 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
     history: list[dict[str, float]] = []
     start_epoch = 0
     run = uuid.uuid4().hex[:12]  # ties each encoder/decoder pair to its run (kept across --resume)
-    remove_stale_temps(out, [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE, METRICS_FILE])
+    if out.is_dir():  # what a killed run left: finish an interrupted pair commit, drop half-written files
+        checkpoint.finish_pair(out)
+        remove_stale_temps(out, [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE,
+                                 METRICS_FILE, f".{checkpoint.ENCODER_FILE}.pending",
+                                 f".{checkpoint.DECODER_FILE}.pending"])
 
     state_path = out / checkpoint.STATE_FILE
     if resume and state_path.is_file():
@@ -188,8 +192,7 @@ def save_epoch(out: Path, config: TrainConfig, encoder: torch.nn.Module, decoder
         "decoder": checkpoint.cpu_state_dict(decoder),
         "optimizer": optimizer.state_dict(), "history": history, "run": run,
     })
-    checkpoint.save_module(out / checkpoint.ENCODER_FILE, "encoder", encoder, config, epoch, run)
-    checkpoint.save_module(out / checkpoint.DECODER_FILE, "decoder", decoder, config, epoch, run)
+    checkpoint.save_pair(out, encoder, decoder, config, epoch, run)
     write_json(out / METRICS_FILE, {"config": config.to_dict(), "history": history, "complete": False})
 
 
