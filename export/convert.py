@@ -197,7 +197,7 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
     training digits). Returns (paths written, parity summary per device). Raises CheckpointError,
     ExportError or ValidationError (ParityError with the max difference) before anything is written.
     """
-    from edgevae.runtime.model import ModelFiles
+    from edgevae.runtime.model import ModelFiles, seal_manifest
     from edgevae.runtime.vae import VAE
 
     from .calibrate import calibrate_scores
@@ -228,7 +228,7 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
     files.update({contract.VARIANTS[n].file(g): b for n, graphs in variants.items() for g, b in graphs.items()})
     files.update(extras)
     manifest = build_manifest(out, config, blobs, opset, parity, checkpoints, extras, variants, figures)
-    files[contract.MANIFEST_FILE] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    files[contract.MANIFEST_FILE] = seal_manifest(manifest)
     paths = []
     with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last
         for name, blob in files.items():

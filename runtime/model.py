@@ -93,10 +93,30 @@ class ModelFiles:
         return int(h), int(w)
 
 
+MANIFEST_CHECKSUM = "manifest_sha256"
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no spaces), its own checksum left out."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal_manifest(manifest: dict[str, Any]) -> bytes:
+    """The manifest as written: indented JSON carrying its own checksum, so a damaged manifest (a
+    changed byte that still parses) is detected like any other file. It guards against damage, not
+    against someone who rewrites the checksum too; the self-test guards the graphs' behaviour."""
+    sealed = {**manifest, MANIFEST_CHECKSUM: manifest_digest(manifest)}
+    return (json.dumps(sealed, indent=2, sort_keys=True) + "\n").encode()
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / contract.MANIFEST_FILE
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist")
+    check_inside(folder, path)
+    if path.is_dir():
+        raise ModelError(f"model file {path} is a directory, expected the manifest")
     if not path.is_file():
         raise ModelError(f"model folder {folder} has no {contract.MANIFEST_FILE}; export one with `make export`")
     try:
@@ -105,6 +125,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ModelError(f"corrupt manifest {path}: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != contract.MANIFEST_FORMAT:
         raise ModelError(f"{path} is not an edgevae manifest (format != {contract.MANIFEST_FORMAT!r})")
+    if MANIFEST_CHECKSUM in manifest and manifest[MANIFEST_CHECKSUM] != manifest_digest(manifest):
+        raise ModelError(f"corrupt manifest {path}: its content does not match its own sha256 "
+                         "(the file was modified or damaged after export)")
     if manifest.get("version") != contract.MANIFEST_VERSION:
         raise ModelError(f"{path} has manifest version {manifest.get('version')}; this runtime reads "
                          f"{contract.MANIFEST_VERSION}")
@@ -129,6 +152,12 @@ def check_config(config: dict[str, Any], path: Path) -> None:
                          f"got {config.get('likelihood')!r}")
 
 
+def check_inside(folder: Path, path: Path) -> None:
+    """ModelError when `path` is a link that leads out of the model folder."""
+    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+        raise ModelError(f"model file {path} is a link to {path.resolve()}, outside the model folder; refused")
+
+
 def read_verified(folder: Path, name: str, entry: Any) -> bytes:
     """The bytes of a manifest-listed file, checked against its sha256 and size."""
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
@@ -136,8 +165,7 @@ def read_verified(folder: Path, name: str, entry: Any) -> bytes:
     if Path(name).name != name or name in (".", ".."):
         raise ModelError(f"manifest in {folder} lists {name!r}, which is not a plain file name in the folder")
     path = folder / name
-    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
-        raise ModelError(f"model file {path} is a link to {path.resolve()}, outside the model folder; refused")
+    check_inside(folder, path)
     if path.is_dir():
         raise ModelError(f"model file {path} is a directory, expected a file")
     if not path.is_file():

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from edgevae.export.convert import ExportError, export_lock, export_model
+from edgevae.runtime.model import seal_manifest
 from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main
 from edgevae.runtime.images import read_images
@@ -146,7 +147,7 @@ def test_6_manifest_config_is_checked_against_the_graphs(tmp_path: Path, edit: o
     shutil.copytree(SHIPPED_MODEL, model)
     manifest = json.loads((model / contract.MANIFEST_FILE).read_text())
     edit(manifest)  # type: ignore[operator]
-    (model / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (model / contract.MANIFEST_FILE).write_bytes(seal_manifest(manifest))
     with pytest.raises(ModelError, match=message):
         VAE(model)
 

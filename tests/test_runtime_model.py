@@ -8,6 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
+from edgevae.runtime.model import seal_manifest
 from edgevae.runtime import VAE, DeviceError, ModelError, contract
 from edgevae.runtime.model import MODEL_DIR_ENV, find_model_dir
 
@@ -85,7 +86,7 @@ def test_tampered_graph(model_copy: Path) -> None:
 def test_manifest_from_another_contract(model_copy: Path) -> None:
     manifest = json.loads((model_copy / contract.MANIFEST_FILE).read_text())
     manifest["files"]["encoder.onnx"]["inputs"][0]["name"] = "image"
-    (model_copy / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (model_copy / contract.MANIFEST_FILE).write_bytes(seal_manifest(manifest))
     with pytest.raises(ModelError, match="differs from this runtime's contract"):
         VAE(model_copy)
 
@@ -97,7 +98,7 @@ def test_graph_onnxruntime_cannot_parse_is_reported_by_name(model_copy: Path) ->
     import hashlib
 
     manifest["files"]["encoder.onnx"].update(sha256=hashlib.sha256(path.read_bytes()).hexdigest(), size=800)
-    (model_copy / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (model_copy / contract.MANIFEST_FILE).write_bytes(seal_manifest(manifest))
     with pytest.raises(ModelError, match="onnxruntime could not load encoder.onnx"):
         VAE(model_copy)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edgevae.export.outliers import auroc, make_sets
+from edgevae.runtime.model import seal_manifest
 from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main
 from edgevae.runtime.likelihood import DEFAULT_SCORE, SCORES
@@ -98,7 +99,7 @@ def test_missing_statistics_say_how_to_get_them(tmp_path: Path, real_digits: np.
     shutil.copytree(SHIPPED_MODEL, model)
     manifest = json.loads((model / contract.MANIFEST_FILE).read_text())
     del manifest["files"][contract.SCORE_STATS_FILE]
-    (model / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (model / contract.MANIFEST_FILE).write_bytes(seal_manifest(manifest))
     vae = VAE(model)  # everything else still works
     assert vae.sample(2, seed=0).shape == (2, 28, 28)
     with pytest.raises(ModelError, match="has no score_stats.json .* re-export"):

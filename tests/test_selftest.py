@@ -15,6 +15,7 @@ from onnx import numpy_helper
 
 from edgevae.export.golden import build_golden, save_npz
 from edgevae.export.validate import load_real_images
+from edgevae.runtime.model import seal_manifest
 from edgevae.runtime import VAE, contract
 from edgevae.runtime.cli import main
 from edgevae.runtime.selftest import max_excess, run_selftest
@@ -56,7 +57,7 @@ def plant(model: Path, graph: str, amount: float) -> None:
     path.write_bytes(blob)
     manifest = json.loads((model / contract.MANIFEST_FILE).read_text())
     manifest["files"][path.name].update(sha256=hashlib.sha256(blob).hexdigest(), size=len(blob))
-    (model / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (model / contract.MANIFEST_FILE).write_bytes(seal_manifest(manifest))
 
 
 @pytest.mark.parametrize("graph, outputs", [("decoder", {"decoder.logits"}),

@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +125,10 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     raw = path.read_bytes()
     try:
         bad = zipfile.ZipFile(io.BytesIO(raw)).testzip()
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError) as exc:
-        raise CheckpointError(f"corrupt checkpoint {path}: not a readable checkpoint archive ({exc})") from exc
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError, RuntimeError, KeyError,
+            IndexError, OverflowError, UnicodeDecodeError, struct.error, zlib.error) as exc:
+        raise CheckpointError(f"corrupt checkpoint {path}: not a readable checkpoint archive "
+                              f"({type(exc).__name__}: {exc})") from exc
     if bad is not None:
         raise CheckpointError(f"corrupt checkpoint {path}: member {bad} fails its CRC-32 check "
                               "(the file was modified or damaged after it was written)")
