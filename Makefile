@@ -9,7 +9,7 @@ DATA_DIR    ?= $(EDGEVAE_DATA_DIR)
 TRAIN_ARGS  ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv train export ship test bench ood compat clean
+.PHONY: venv train export ship test bench ood compat cuda-check cuda-venv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ bench: venv
 ood: venv
 	@test -n "$(DATA_DIR)" || { echo "make ood needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(BIN)/python bench/ood.py --data-dir "$(DATA_DIR)"
+
+## cuda-check: the real onnxruntime-gpu wheel (own venv, ~260 MB) on a machine without a GPU: cuda refused, auto falls back
+cuda-check: venv cuda-venv
+	$(BIN)/python -m pytest -q tests/test_cuda_wheel.py
+
+cuda-venv:
+	[ -x .venv-ort-gpu/bin/python ] || { $(PYTHON) -m venv .venv-ort-gpu && .venv-ort-gpu/bin/pip install -q onnxruntime-gpu numpy \
+	  && .venv-ort-gpu/bin/pip install -q --no-deps -e .; }
 
 ## compat: the oldest supported onnxruntime gives the same samples as the pinned one
 compat: export

@@ -76,7 +76,7 @@ class VAE:
         opts = make_session_options(1 if auto_threads else threads, optimization_level, session_options)
         self.encoder = start_session(self.files.blobs["encoder"], contract.ENCODER.file, device, opts)
         self.decoder = start_session(self.files.blobs["decoder"], contract.DECODER.file, device, opts)
-        self._device_request, self._optimization_level = device, optimization_level
+        self._optimization_level = optimization_level
         self.chunk_size = chunk_size
         self.latent = self.files.latent
         self.image_shape = self.files.image_shape
@@ -113,7 +113,7 @@ class VAE:
                     opts = make_session_options(0, self._optimization_level)
                     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     spec = contract.GRAPHS[graph]
-                    session = start_session(self.files.blobs[graph], spec.file, self._device_request, opts)
+                    session = start_session(self.files.blobs[graph], spec.file, "cpu", opts)
                     runner = self._wide[graph] = make_runner(session)
         return runner
 
