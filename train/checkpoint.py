@@ -124,7 +124,8 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} not found")
     raw = path.read_bytes()
     try:
-        bad = zipfile.ZipFile(io.BytesIO(raw)).testzip()
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+        bad = archive.testzip() or check_zip_layout(raw, archive)
     except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError, RuntimeError, KeyError,
             IndexError, OverflowError, UnicodeDecodeError, struct.error, zlib.error) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: not a readable checkpoint archive "
@@ -147,6 +148,54 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}, this code reads {VERSION}")
     return obj
+
+
+ZIP_LOCAL, ZIP_DESCRIPTOR, ZIP_END = b"PK\x03\x04", b"PK\x07\x08", b"PK\x05\x06"
+
+
+def check_zip_layout(raw: bytes, archive: zipfile.ZipFile) -> str | None:
+    """The first place where the archive departs from the layout torch.save writes, or None.
+
+    zipfile checks each member's data against its CRC-32 but reads nothing else of the local
+    headers, data descriptors and padding, and tolerates a damaged end record; a flipped byte
+    there would go unnoticed. Here every local header must repeat the central directory (flags,
+    method, time, name), the padding is torch's ("FB" then "Z"s), each data descriptor repeats
+    the CRC and sizes, the central records carry torch's zero attributes, and nothing follows the
+    end record.
+    """
+    if raw[-22:-18] != ZIP_END or raw[-2:] != b"\x00\x00":
+        return "end record"
+    for info in archive.infolist():
+        o = info.header_offset
+        sig, version, flag, method, mtime, mdate, crc, csize, usize, nlen, elen = struct.unpack(
+            "<4sHHHHHIIIHH", raw[o : o + 30])
+        dos_time = (info.date_time[3] << 11) | (info.date_time[4] << 5) | (info.date_time[5] // 2)
+        dos_date = ((info.date_time[0] - 1980) << 9) | (info.date_time[1] << 5) | info.date_time[2]
+        name = raw[o + 30 : o + 30 + nlen]
+        extra = raw[o + 30 + nlen : o + 30 + nlen + elen]
+        if (sig, version, flag, method, mtime, mdate, name) != (ZIP_LOCAL, info.extract_version, info.flag_bits,
+                                                                info.compress_type, dos_time, dos_date,
+                                                                info.filename.encode()):
+            return f"{info.filename} (local header)"
+        if extra != info.extra and not (extra[:2] == b"FB" and int.from_bytes(extra[2:4], "little") == elen - 4
+                                        and extra[4:] == b"Z" * (elen - 4)):
+            return f"{info.filename} (padding)"
+        if (info.create_version, info.create_system, info.extract_version, info.internal_attr, info.external_attr,
+                info.comment, info.volume) != (0, 0, 0, 0, 0, b"", 0):
+            return f"{info.filename} (central record)"
+        end = o + 30 + nlen + elen + info.compress_size
+        if flag & 0x08:
+            if (crc, csize, usize) != (0, 0, 0):
+                return f"{info.filename} (local header sizes)"
+            if raw[end : end + 4] != ZIP_DESCRIPTOR:
+                return f"{info.filename} (data descriptor)"
+            fmt = "<IQQ" if raw[end + 16 : end + 20] not in (ZIP_LOCAL, b"PK\x01\x02") else "<III"
+            got = struct.unpack(fmt, raw[end + 4 : end + 4 + struct.calcsize(fmt)])
+            if got != (info.CRC, info.compress_size, info.file_size):
+                return f"{info.filename} (data descriptor)"
+        elif (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
+            return f"{info.filename} (local header sizes)"
+    return None
 
 
 def load_module(path: str | os.PathLike[str], kind: str) -> tuple[nn.Module, dict[str, Any]]:
