@@ -163,8 +163,20 @@ def check_zip_layout(raw: bytes, archive: zipfile.ZipFile) -> str | None:
     the CRC and sizes, the central records carry torch's zero attributes, and nothing follows the
     end record.
     """
-    if raw[-22:-18] != ZIP_END or raw[-2:] != b"\x00\x00":
+    infos = archive.infolist()
+    end = struct.unpack("<4sHHHHIIH", raw[-22:])
+    cd_size = sum(46 + len(i.filename.encode()) + len(i.extra) for i in infos)
+    cd_start = len(raw) - 22 - (76 if raw[-42:-38] == b"PK\x06\x07" else 0) - cd_size
+    if end != (ZIP_END, 0, 0, len(infos), len(infos), cd_size, cd_start, 0):
         return "end record"
+    if raw[-42:-38] == b"PK\x06\x07":  # zip64 end record and locator, which torch also writes
+        z64 = len(raw) - 22 - 20 - 56
+        if struct.unpack("<4sIQI", raw[-42:-22]) != (b"PK\x06\x07", 0, z64, 1):
+            return "zip64 locator"
+        record = struct.unpack("<4sQHHIIQQQQ", raw[z64 : z64 + 56])
+        # versions as torch's writer (miniz) sets them: made by 3.0 on Unix (0x031E), needed 4.5
+        if record != (b"PK\x06\x06", 44, 0x031E, 45, 0, 0, len(infos), len(infos), cd_size, cd_start):
+            return "zip64 end record"
     for info in archive.infolist():
         o = info.header_offset
         sig, version, flag, method, mtime, mdate, crc, csize, usize, nlen, elen = struct.unpack(
@@ -180,8 +192,8 @@ def check_zip_layout(raw: bytes, archive: zipfile.ZipFile) -> str | None:
         if extra != info.extra and not (extra[:2] == b"FB" and int.from_bytes(extra[2:4], "little") == elen - 4
                                         and extra[4:] == b"Z" * (elen - 4)):
             return f"{info.filename} (padding)"
-        if (info.create_version, info.create_system, info.extract_version, info.internal_attr, info.external_attr,
-                info.comment, info.volume) != (0, 0, 0, 0, 0, b"", 0):
+        if (info.create_version, info.create_system, info.extract_version, info.reserved, info.internal_attr,
+                info.external_attr, info.comment, info.volume) != (0, 0, 0, 0, 0, 0, b"", 0):
             return f"{info.filename} (central record)"
         end = o + 30 + nlen + elen + info.compress_size
         if flag & 0x08:
