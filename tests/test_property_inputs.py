@@ -185,3 +185,39 @@ def test_decode(n: int, dtype: str, layout: str, value: str, seed: int) -> None:
     with torch.no_grad():
         want = torch.sigmoid(DECODER(torch.from_numpy(arr.astype(np.float32)))).numpy().reshape(-1, 28, 28)
     assert np.isfinite(got).all() and np.abs(got - want).max() <= 1e-5
+
+
+@SETTINGS
+@given(a=images(), b=images(), steps=st.integers(-1, 12))
+def test_interpolate(a: tuple[object, np.ndarray | None], b: tuple[object, np.ndarray | None], steps: int) -> None:
+    (xa, wa), (xb, wb) = a, b
+    valid = wa is not None and wb is not None and len(wa) == 1 and len(wb) == 1 and steps >= 2
+    if not valid:
+        with pytest.raises(ValueError):
+            VAE_.interpolate(xa, xb, steps=steps)
+        return
+    got = VAE_.interpolate(xa, xb, steps=steps)
+    mu_a, mu_b = torch_mu(wa)[0][0], torch_mu(wb)[0][0]
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    with torch.no_grad():
+        want = torch.sigmoid(DECODER(torch.from_numpy((1 - t) * mu_a[None] + t * mu_b[None]))).numpy()
+    assert np.isfinite(got).all() and np.abs(got.reshape(steps, -1) - want).max() <= 1e-5
+
+
+@SETTINGS
+@given(n=st.one_of(st.integers(-2, 64), st.sampled_from([1.5, "3", None, True])),
+       seed=st.one_of(st.none(), st.integers(-2, 2**70), st.sampled_from([1.0, "7"])))
+def test_sample(n: object, seed: object) -> None:
+    valid_n = isinstance(n, int) and not isinstance(n, bool) and n >= 1
+    valid_seed = seed is None or (isinstance(seed, int) and 0 <= seed)
+    if not (valid_n and valid_seed):
+        with pytest.raises(ValueError):
+            VAE_.sample(n, seed=seed)  # type: ignore[arg-type]
+        return
+    got = VAE_.sample(n, seed=seed)  # type: ignore[arg-type]
+    assert got.shape == (n, 28, 28) and np.isfinite(got).all() and got.min() >= 0 and got.max() <= 1
+    if seed is not None:
+        z = np.random.Generator(np.random.Philox(key=seed)).standard_normal((n, 20), dtype=np.float32)
+        with torch.no_grad():
+            want = torch.sigmoid(DECODER(torch.from_numpy(z))).numpy().reshape(n, 28, 28)
+        assert np.abs(got - want).max() <= 1e-5
