@@ -208,6 +208,20 @@ def load_model_files(model_dir: str | os.PathLike[str] | None = None,
     return ModelFiles(folder, manifest, blobs, extras, variant)
 
 
+def verify_model_files(files: ModelFiles) -> None:
+    """ModelError unless in-memory model files still match their manifest: the manifest's own
+    sha256, and every blob's (used when a pickled VAE is rebuilt in another process)."""
+    manifest = files.manifest
+    if MANIFEST_CHECKSUM in manifest and manifest[MANIFEST_CHECKSUM] != manifest_digest(manifest):
+        raise ModelError(f"the manifest of {files.folder} carried with this VAE does not match its own sha256")
+    named = {contract.VARIANTS[files.variant].file(g): b for g, b in files.blobs.items()} | dict(files.extras)
+    for name, blob in named.items():
+        entry = manifest.get("files", {}).get(name)
+        if not isinstance(entry, dict) or hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
+            raise ModelError(f"{name} carried with this VAE does not match the sha256 in its manifest "
+                             f"({files.folder}); it was modified in transit")
+
+
 def resolve_providers(device: str) -> list[str]:
     """Providers to ask for: 'auto' = CUDA when available else CPU; 'cuda' must be available."""
     if device not in DEVICES:

@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from . import contract
 from . import likelihood as lik
 from .errors import ModelError
 from .model import (ModelFiles, Runner, check_session_signature, load_model_files, make_runner,
-                    make_session_options, start_session)
+                    make_session_options, start_session, verify_model_files)
 
 DEFAULT_CHUNK = 2048
 DEFAULT_K = 100  # importance samples for log_likelihood
@@ -64,6 +65,8 @@ class VAE:
                  session_options: ort.SessionOptions | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self._options = {"device": device, "threads": threads, "optimization_level": optimization_level,
+                         "chunk_size": chunk_size, "custom_session_options": session_options is not None}
         self.files: ModelFiles = (model_dir if isinstance(model_dir, ModelFiles)
                                   else load_model_files(model_dir, variant))
         self.fixed_batch = self.files.fixed_batch
@@ -132,6 +135,23 @@ class VAE:
     def metadata(self) -> dict[str, str]:
         """The encoder graph's metadata_props (config, source checkpoint, versions, opset)."""
         return dict(self.encoder.get_modelmeta().custom_metadata_map)
+
+    # -- pickling: a VAE travels to worker processes (multiprocessing, ProcessPoolExecutor, Ray) --
+    def __getstate__(self) -> dict[str, Any]:
+        """The verified model bytes (graphs of this variant, every other listed file, the manifest)
+        and the options; sessions are rebuilt on the other side, where every sha256 is checked again.
+        Seeded results are the same there; unseeded draws get a fresh generator."""
+        if self._options["custom_session_options"]:
+            raise TypeError("a VAE made with session_options cannot be pickled (onnxruntime's SessionOptions "
+                            "cannot be); use threads= and optimization_level= instead")
+        f = self.files
+        return {"folder": str(f.folder), "manifest": f.manifest, "blobs": f.blobs, "extras": f.extras,
+                "variant": f.variant, "options": {k: v for k, v in self._options.items() if k != "custom_session_options"}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        files = ModelFiles(Path(state["folder"]), state["manifest"], state["blobs"], state["extras"], state["variant"])
+        verify_model_files(files)
+        self.__init__(files, **state["options"])  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return (f"VAE(model_dir={str(self.files.folder)!r}, variant={self.files.variant!r}, device={self.device!r}, "
