@@ -1,7 +1,6 @@
 """One loaded model used from many threads at once; bounded memory on large batches."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
