@@ -117,7 +117,7 @@ def runtime_cells(threads: int | None, variant: str) -> dict[str, Callable[[int]
 
     def encode(batch: int) -> Callable[[], object]:
         x, eps, _ = inputs(batch)
-        return lambda: vae.encode(x, eps=eps)
+        return lambda: vae.encode_z(x, eps=eps)
 
     def decode(batch: int) -> Callable[[], object]:
         z = inputs(batch)[2]

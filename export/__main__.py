@@ -18,70 +18,74 @@ import sys
 import time
 from pathlib import Path
 
-from edgevae.runtime import contract
+from edgevae.runtime import __version__, contract
+from edgevae.runtime.devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS, add_device_argument, resolve_device
+from edgevae.runtime.errors import run_cli
+from edgevae.train import require_torch
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edgevae.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     p.add_argument("--checkpoints", default="artifacts/checkpoints",
                    help="folder with encoder.pt and decoder.pt (default: artifacts/checkpoints)")
     p.add_argument("--out", default="artifacts/onnx", help="output folder (default: artifacts/onnx)")
     p.add_argument("--opset", type=int, default=contract.OPSET, help=f"ONNX opset (default: {contract.OPSET})")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="execution providers to validate on: cpu; cuda (CPU and CUDA); auto (CPU, plus "
-                        "CUDA when onnxruntime has it). Tracing always runs on the CPU. (default: auto)")
+    add_device_argument(p, "execution providers to validate on: cpu; cuda (CPU and CUDA); auto (CPU, plus CUDA "
+                           "when onnxruntime has it). Tracing always runs on the CPU. (default: auto)")
     p.add_argument("--score-images", default=None,
                    help="normal images (.npy, any accepted shape) for the score statistics; give this for a model "
                         "trained on other data (default: 2000 MNIST training digits shipped with the exporter)")
     p.add_argument("--no-samples", action="store_true", help="skip samples.png")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
 def resolve_validation_devices(device: str) -> list[str]:
+    """The devices to validate on: always the CPU, plus CUDA when `device` resolves to it."""
     import onnxruntime as ort
 
-    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "cuda" and not has_cuda:
-        raise RuntimeError("--device cuda: onnxruntime has no CUDAExecutionProvider "
-                           f"(available: {ort.get_available_providers()}); install edgevae[gpu]")
-    return ["cpu", "cuda"] if device == "cuda" or (device == "auto" and has_cuda) else ["cpu"]
+    available = ort.get_available_providers()
+    cuda = PROVIDERS[CUDA_DEVICE]
+    resolved = resolve_device(device, cuda in available,
+                              f"onnxruntime {ort.__version__} has no {cuda} (it lists {', '.join(available)})",
+                              "install edgevae[gpu] on a machine with CUDA")
+    return [CPU_DEVICE, CUDA_DEVICE] if resolved == CUDA_DEVICE else [CPU_DEVICE]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def export(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from edgevae.train.checkpoint import CheckpointError
-
-    from .convert import ExportError, export_model
-    from .validate import ValidationError
+    require_torch("export", ("torch", "onnx"))
+    from .convert import export_model
 
     out = Path(args.out)
     t0 = time.perf_counter()
-    try:
-        devices = resolve_validation_devices(args.device)
-        print(f"device: {args.device} -> validating on {', '.join(devices)} (tracing on cpu)")
-        score_images = None
-        if args.score_images:
-            from edgevae.runtime.images import read_images
+    devices = resolve_validation_devices(args.device)
+    print(f"device: {args.device} -> validating on {', '.join(devices)} (tracing on cpu)")
+    score_images = None
+    if args.score_images:
+        from edgevae.runtime.images import read_images
 
-            score_images = read_images(args.score_images)
-        paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images)
-        for device, summary in parity.items():
-            figures = ", ".join(f"{k} {v:.1e}" for k, v in summary["max_abs_diff"].items())
-            print(f"parity vs PyTorch ({device}, tolerance {summary['tolerance']:.0e}): {figures}")
-        if not args.no_samples:
-            from edgevae.runtime import VAE
-            from edgevae.runtime.images import save_grid
+        score_images = read_images(args.score_images)
+    paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images)
+    for device, summary in parity.items():
+        figures = ", ".join(f"{k} {v:.1e}" for k, v in summary["max_abs_diff"].items())
+        print(f"parity vs PyTorch ({device}, tolerance {summary['tolerance']:.0e}): {figures}")
+    if not args.no_samples:
+        from edgevae.runtime import VAE
+        from edgevae.runtime.images import save_grid
 
-            paths.append(save_grid(VAE(out, device="cpu").sample(64, seed=0), out / "samples.png", ncols=8))
-    except (CheckpointError, ExportError, ValidationError, RuntimeError, ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        paths.append(save_grid(VAE(out, device="cpu").sample(64, seed=0), out / "samples.png", ncols=8))
     for path in paths:
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     print(f"export done in {time.perf_counter() - t0:.1f}s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: export(args), "python -m edgevae.export", debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -28,14 +28,11 @@ from edgevae.train import checkpoint
 from edgevae.train.config import VAEConfig
 
 from .graphs import DecoderGraph, EncoderGraph
+from edgevae.runtime.errors import EdgeVAEError
 
 
-class ExportError(RuntimeError):
+class ExportError(EdgeVAEError):
     """An exported graph breaks the contract (names, random ops, checker, IR version)."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def project_versions() -> dict[str, str]:
@@ -87,13 +84,26 @@ def add_metadata(model: onnx.ModelProto, graph: str, config: VAEConfig, checkpoi
     model.doc_string = f"edgevae {graph}: see {contract.MANIFEST_FILE} and edgevae.runtime.contract"
 
 
-def check_graph(model: onnx.ModelProto, spec: contract.GraphSpec, graph: str) -> None:
-    """Raise ExportError unless the graph matches the contract and passes the ONNX checks."""
-    names_in = [i.name for i in model.graph.input]
-    names_out = [o.name for o in model.graph.output]
-    if names_in != spec.input_names or names_out != spec.output_names:
-        raise ExportError(f"{graph}: graph signature {names_in} -> {names_out} differs from the contract "
-                          f"{spec.input_names} -> {spec.output_names}")
+def graph_signature(values: Any) -> contract.Signature:
+    """(name, dtype, shape) of ONNX ValueInfos, with None for a symbolic axis."""
+    dtypes = {v: k for k, v in contract.ONNX_ELEM_TYPES.items()}
+    found = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        found.append((v.name, dtypes.get(t.elem_type, f"elem_type {t.elem_type}"), shape))
+    return found
+
+
+def check_graph(model: onnx.ModelProto, spec: contract.GraphSpec, graph: str, sizes: dict[str, int],
+                batch: int | None = None) -> None:
+    """Raise ExportError unless the graph matches the contract (names, dtypes, ranks, fixed axes and
+    the batch axis) and passes the ONNX checks."""
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        found, expected = graph_signature(values), spec.signature(kind, sizes, batch)
+        if found != expected:
+            raise ExportError(f"{graph}: graph {kind}s {found} differ from the contract {expected} "
+                              "(name, dtype, shape; None = the dynamic batch axis)")
     random_ops = sorted({n.op_type for n in model.graph.node} & contract.RANDOM_OPS)
     if random_ops:
         raise ExportError(f"{graph}: random operators {random_ops} in the graph; noise must be an input")
@@ -107,17 +117,18 @@ def check_graph(model: onnx.ModelProto, spec: contract.GraphSpec, graph: str) ->
         raise ExportError(f"{graph}: ONNX check failed: {exc}") from exc
 
 
-def build_graphs(checkpoints: str | os.PathLike[str], opset: int = contract.OPSET) -> tuple[VAEConfig, dict[str, bytes]]:
-    """Trace FOLDER/{encoder,decoder}.pt into serialized, checked ONNX models (nothing written)."""
-    ckpt = Path(checkpoints)
-    encoder, decoder = checkpoint.load_pair(ckpt)
-    config = encoder.config
-    modules = {"encoder": EncoderGraph(encoder), "decoder": DecoderGraph(decoder)}
+def build_graphs(checkpoints: str | os.PathLike[str] | checkpoint.CheckpointPair,
+                 opset: int = contract.OPSET) -> tuple[VAEConfig, dict[str, bytes]]:
+    """Trace a loaded pair (or FOLDER/{encoder,decoder}.pt) into serialized, checked ONNX models;
+    each graph records the sha256 of the checkpoint bytes its weights came from. Nothing is written."""
+    pair = checkpoints if isinstance(checkpoints, checkpoint.CheckpointPair) else checkpoint.load_checkpoints(checkpoints)
+    config = pair.encoder.config
+    modules = {"encoder": EncoderGraph(pair.encoder), "decoder": DecoderGraph(pair.decoder)}
     blobs: dict[str, bytes] = {}
     for graph, spec in contract.GRAPHS.items():
         model = trace_to_onnx(modules[graph], spec, config, opset)
-        add_metadata(model, graph, config, sha256_file(ckpt / f"{graph}.pt"), opset)
-        check_graph(model, spec, graph)
+        add_metadata(model, graph, config, pair.sha256[graph], opset)
+        check_graph(model, spec, graph, axis_sizes(config))
         blobs[graph] = model.SerializeToString(deterministic=True)
     return config, blobs
 
@@ -152,7 +163,7 @@ def describe_graph(graph: str, blob: bytes, config: VAEConfig, variant: contract
 
 
 def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[str, bytes], opset: int,
-                   parity: dict[str, Any], checkpoints: str | os.PathLike[str],
+                   parity: dict[str, Any], checkpoint_sha256: dict[str, str],
                    extras: dict[str, bytes] | None = None, variants: dict[str, dict[str, bytes]] | None = None,
                    variant_figures: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The manifest: every file's sha256 and size (graphs also signature, variant and source
@@ -165,7 +176,7 @@ def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[s
         variant = contract.VARIANTS[name]
         for graph, blob in graphs.items():
             files[variant.file(graph)] = describe_graph(graph, blob, config, variant)
-            files[variant.file(graph)]["source_checkpoint_sha256"] = sha256_file(Path(checkpoints) / f"{graph}.pt")
+            files[variant.file(graph)]["source_checkpoint_sha256"] = checkpoint_sha256[graph]
         size = sum(len(b) for b in graphs.values())
         summary[name] = {"description": variant.description, "files": {g: variant.file(g) for g in graphs},
                          "batch": variant.batch, "format": "ort" if variant.suffix.endswith(".ort") else "onnx",
@@ -205,8 +216,9 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
     from .validate import check_golden, load_real_images, measure_parity, validate_parity
     from .variants import build_variants, check_mobile_usability, check_variant, measure_variant, staged_files
 
-    config, blobs = build_graphs(checkpoints, opset)
-    encoder, decoder = checkpoint.load_pair(checkpoints)
+    pair = checkpoint.load_checkpoints(checkpoints)  # read once: traced, validated and hashed from these bytes
+    config, blobs = build_graphs(pair, opset)
+    encoder, decoder = pair.encoder, pair.decoder
     parity = {device: validate_parity(measure_parity(encoder, decoder, blobs, device), device) for device in devices}
     real = load_real_images()
     golden_npz, golden_spec = build_golden(encoder, decoder, real)
@@ -227,7 +239,7 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
     files = {contract.GRAPHS[g].file: b for g, b in blobs.items()}
     files.update({contract.VARIANTS[n].file(g): b for n, graphs in variants.items() for g, b in graphs.items()})
     files.update(extras)
-    manifest = build_manifest(out, config, blobs, opset, parity, checkpoints, extras, variants, figures)
+    manifest = build_manifest(out, config, blobs, opset, parity, pair.sha256, extras, variants, figures)
     files[contract.MANIFEST_FILE] = seal_manifest(manifest)
     paths = []
     with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last

@@ -16,16 +16,16 @@ import onnxruntime as ort
 import torch
 
 from edgevae.runtime import contract
-from edgevae.runtime.errors import DeviceError, ModelError
+from edgevae.runtime.devices import PROVIDERS
+from edgevae.runtime.errors import EdgeVAEError, DeviceError, ModelError
 from edgevae.runtime.model import ModelFiles, make_session_options, start_session
 from edgevae.runtime.selftest import max_excess, run_selftest
 from edgevae.train.model import Decoder, Encoder, reparameterize
 
 BATCH_SIZES = (1, 7, 64, 4096)
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-class ValidationError(RuntimeError):
+class ValidationError(EdgeVAEError):
     """An exported graph does not compute what PyTorch computes."""
 
 
@@ -33,8 +33,14 @@ class SelftestError(ValidationError):
     """The golden vectors do not replay within tolerance on the exported graphs."""
 
 
+class ShapeError(ValidationError):
+    """An exported graph's output has another shape than PyTorch's for the same inputs."""
+
+
 @dataclass
 class ParityError(ValidationError):
+    """The worst of the outputs over tolerance (every failure is counted in `failures`)."""
+
     graph: str
     output: str
     inputs: str
@@ -42,10 +48,15 @@ class ParityError(ValidationError):
     max_abs_diff: float
     tolerance: float
     provider: str
+    failures: tuple[str, ...] = ()  # every "graph.output (inputs, batch): diff" over tolerance, worst first
 
     def __str__(self) -> str:
+        others = len(self.failures) - 1
+        more = (f"; {others} other failure{'s' if others > 1 else ''}: {', '.join(self.failures[1:4])}"
+                f"{', ...' if others > 3 else ''}") if others > 0 else ""
         return (f"{self.graph} output {self.output!r} differs from PyTorch by max |diff| = {self.max_abs_diff:.3e} "
-                f"> tolerance {self.tolerance:.0e} ({self.inputs} inputs, batch {self.batch}, {self.provider})")
+                f"> tolerance {self.tolerance:.0e} ({self.inputs} inputs, batch {self.batch}, {self.provider})"
+                f"{more}")
 
 
 def load_real_images() -> np.ndarray:
@@ -79,7 +90,10 @@ def make_inputs(kind: str, batch: int, latent: int, pixels: int, seed: int) -> t
 
 
 def max_diff(got: np.ndarray, want: np.ndarray, output: str = "") -> float:
-    """max |got - want|, less the contract's relative allowance for `output` (0 for most outputs)."""
+    """max |got - want|, less the contract's relative allowance for `output` (0 for most outputs).
+    ShapeError when the shapes differ: numpy would broadcast them, or fail with an unclear message."""
+    if np.shape(got) != np.shape(want):
+        raise ShapeError(f"output {output!r}: ONNX Runtime gave shape {np.shape(got)}, PyTorch {np.shape(want)}")
     return max_excess(got, want, contract.RELATIVE_TOLERANCE.get(output, 0.0))
 
 
@@ -124,15 +138,23 @@ def measure_parity(encoder: Encoder, decoder: Decoder, blobs: dict[str, bytes], 
 
 
 def validate_parity(rows: list[dict[str, Any]], device: str = "cpu") -> dict[str, Any]:
-    """Raise ParityError for the worst output over tolerance; else summarize the figures."""
+    """Every row is checked; ParityError for the worst output over tolerance (NaN is the worst of
+    all), naming how many others failed; else the summary of the figures."""
     tol = contract.TOLERANCE[device]
     worst: dict[str, float] = {}
+    failed: list[tuple[float, str, dict[str, Any]]] = []
     for row in rows:
         for name, diff in row["max_abs_diff"].items():
             if not diff <= tol:  # NaN fails too
-                graph, output = name.split(".")
-                raise ParityError(graph, output, row["inputs"], row["batch"], diff, tol, PROVIDERS[device])
+                failed.append((float("inf") if diff != diff else diff, name, row))
             worst[name] = max(worst.get(name, 0.0), diff)
+    if failed:
+        failed.sort(key=lambda f: -f[0])
+        diff, name, row = failed[0]
+        graph, output = name.split(".")
+        lines = tuple(f"{n} ({r['inputs']}, batch {r['batch']}): {d:.2e}" for d, n, r in failed)
+        raise ParityError(graph, output, row["inputs"], row["batch"], row["max_abs_diff"][name], tol,
+                          PROVIDERS[device], lines)
     return {"provider": PROVIDERS[device], "tolerance": tol, "relative_tolerance": contract.RELATIVE_TOLERANCE,
             "batch_sizes": sorted({r["batch"] for r in rows}), "inputs": ["random", "real"],
             "max_abs_diff": worst}

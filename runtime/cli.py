@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from . import __version__
 from .atomic import write_bytes_atomic
-from .errors import DeviceError, ModelError
+from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
+from .devices import PROVIDERS, add_device_argument
+from .errors import DeviceError, InputError, ModelError, SelftestFailed, run_cli
 from .images import check_output_path, read_images, save_grid
 from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
-from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
-from .model import CPU, CUDA, MODEL_DIR_ENV
+from .model import MODEL_DIR_ENV
 
 
 def seed_value(text: str) -> int:
@@ -41,14 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=None,
                         help=f"model folder from `make export` (default: ${MODEL_DIR_ENV}, else the packaged model)")
-    common.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: CUDA when onnxruntime has it, else CPU (default: auto)")
+    add_device_argument(common, "auto: CUDA when onnxruntime has it, else CPU (default: auto)")
     common.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
     common.add_argument("--variant", default=DEFAULT_VARIANT,
                         help=f"which build of the graphs: {', '.join(VARIANTS)} (default: {DEFAULT_VARIANT}); "
                              "`edgevae info` lists those in the model folder with size and cost")
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     p = argparse.ArgumentParser(prog="edgevae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sample", parents=[common], help="decode random latents into a grid of digits")
     s.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
@@ -116,7 +119,7 @@ def describe_selftests(model: str | None, threads: int | None, variants: list[st
     from .vae import VAE
 
     lines = []
-    for device, provider in (("cpu", CPU), ("cuda", CUDA)):
+    for device, provider in PROVIDERS.items():
         if provider not in ort.get_available_providers():
             lines.append(f"selftest {device}: not run ({provider} not in this onnxruntime)")
             continue
@@ -147,9 +150,7 @@ def run_command(args: argparse.Namespace) -> str:
         recon = vae.reconstruct(x, stochastic=args.stochastic, seed=args.seed)
         recon = recon.reshape(-1, *vae.image_shape)
         if args.output.lower().endswith(".png"):
-            xs, _ = vae.check_images(x)
-            orig = xs.reshape(-1, *vae.image_shape).astype(np.float32)
-            orig = orig / 255.0 if xs.dtype.kind in "iu" else orig
+            orig = vae.normalize_images(x)
             pairs = np.stack([orig, recon], axis=1).reshape(-1, *vae.image_shape)  # original, result, ...
             ncols = 2 * min(8, len(recon))
             path = save_grid(pairs, args.output, ncols=ncols)
@@ -168,7 +169,10 @@ def run_command(args: argparse.Namespace) -> str:
             sys.stdout.write(text)
             print(summary, file=sys.stderr)
             return ""
-        write_bytes_atomic(args.output, text.encode())
+        try:
+            write_bytes_atomic(args.output, text.encode())
+        except OSError as exc:
+            raise InputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
         return f"{summary}\nwrote {args.output}"
     if args.command == "selftest":
         from .selftest import run_selftest
@@ -206,23 +210,17 @@ def run_command(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-class SelftestFailed(Exception):
-    """edgevae selftest found an output over its tolerance (the message is the full report)."""
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: domain errors and bad input are one line and exit 2 (see errors.run_cli)."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         text = run_command(args)
         if text:
             print(text)
-    except SelftestFailed as exc:
-        print(exc)
-        return 1
-    except (ValueError, ModelError, DeviceError, ImportError, OSError) as exc:
-        print(f"edgevae: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(body, "edgevae", debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,25 @@ class TensorSpec:
         return [BATCH if axis == BATCH else int(sizes[axis]) for axis in self.shape]
 
 
+# The contract's dtypes as ONNX names them: TensorProto elem_type numbers and onnxruntime type strings.
+ONNX_ELEM_TYPES = {"float32": 1, "float16": 10, "int64": 7}
+ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "int64": "tensor(int64)"}
+
+# (name, dtype, shape) with None for a dynamic axis: what both sides compare a real graph with.
+Signature = list[tuple[str, str, list[int | None]]]
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     file: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+
+    def signature(self, kind: str, sizes: dict[str, int], batch: int | None = None) -> Signature:
+        """The contract's inputs or outputs (kind) with fixed axes from `sizes`; the batch axis is
+        None (dynamic) or a fixed batch size."""
+        specs = self.inputs if kind == "input" else self.outputs
+        return [(t.name, t.dtype, [batch if axis == BATCH else int(sizes[axis]) for axis in t.shape]) for t in specs]
 
     @property
     def input_names(self) -> list[str]:

@@ -16,17 +16,18 @@ from typing import Any
 import numpy as np
 
 from .atomic import write_bytes_atomic
+from .errors import InputError, MissingDependencyError
 
 PILLOW_HINT = "reading PNG input needs Pillow: pip install 'edgevae[images]' (or pass a .npy array instead)"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def import_pillow() -> Any:
-    """The PIL.Image module, or an ImportError that says how to get it."""
+    """The PIL.Image module, or a MissingDependencyError (an ImportError) that says how to get it."""
     try:
         from PIL import Image
     except ImportError as exc:
-        raise ImportError(PILLOW_HINT) from exc
+        raise MissingDependencyError(PILLOW_HINT) from exc
     return Image
 
 
@@ -83,9 +84,13 @@ def save_grid(images: np.ndarray, path: str | os.PathLike[str], ncols: int | Non
     if path.suffix.lower() == ".npy":
         buf = io.BytesIO()
         np.save(buf, np.asarray(images, dtype=np.float32))
-        write_bytes_atomic(path, buf.getvalue())
+        data = buf.getvalue()
     else:
-        write_bytes_atomic(path, encode_png(tile_images(images, ncols), scale))
+        data = encode_png(tile_images(images, ncols), scale)
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -123,19 +128,25 @@ def read_images(path: str | os.PathLike[str]) -> np.ndarray:
     """Images from a .npy file (any shape the model accepts) or a grayscale PNG (one image)."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"input {path} is a directory; give a .npy or .png file")
+        raise InputError(f"input {path} is a directory; give a .npy or .png file")
     if not path.is_file():
-        raise FileNotFoundError(f"input file {path} not found")
+        raise InputError(f"input file {path} not found")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return read_npy(path)
+        try:
+            return read_npy(path)
+        except OSError as exc:  # unreadable (permissions, I/O): the header check opens it first
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if suffix == ".png":
         image_mod = import_pillow()
-        with image_mod.open(path) as im:
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit greyscale (PNG holds no other integer mode): scale 0..65535 to [0, 1];
-                # convert("L") would clip every level above 255 to white
-                levels = np.asarray(im, dtype=np.float64)
-                return (np.clip(levels, 0, 65535.0) / 65535.0).astype(np.float32)
-            return np.asarray(im.convert("L"), dtype=np.uint8)
-    raise ValueError(f"input must be a .png or .npy file, got {path.name!r}")
+        try:
+            with image_mod.open(path) as im:
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    # 16-bit greyscale (PNG holds no other integer mode): scale 0..65535 to [0, 1];
+                    # convert("L") would clip every level above 255 to white
+                    levels = np.asarray(im, dtype=np.float64)
+                    return (np.clip(levels, 0, 65535.0) / 65535.0).astype(np.float32)
+                return np.asarray(im.convert("L"), dtype=np.uint8)
+        except OSError as exc:  # PIL.UnidentifiedImageError and truncated files are OSErrors
+            raise InputError(f"{path} is not a readable PNG image: {exc}") from exc
+    raise InputError(f"input must be a .png or .npy file, got {path.name!r}")

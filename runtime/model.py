@@ -20,18 +20,17 @@ from typing import Any
 import onnxruntime as ort
 
 from . import contract
+from .devices import CUDA_DEVICE, PROVIDERS, resolve_device
 from .errors import DeviceError, ModelError
 
 logger = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "EDGEVAE_MODEL_DIR"
-_state = ort.capi.onnxruntime_pybind11_state  # type: ignore[attr-defined]
+_state = ort.capi.onnxruntime_pybind11_state
 # onnxruntime's own load errors are plain Exception subclasses, not RuntimeError.
 ORT_LOAD_ERRORS = (RuntimeError, _state.Fail, _state.InvalidProtobuf, _state.InvalidGraph,
                    _state.InvalidArgument, _state.NoSuchFile)
-DEVICES = ("auto", "cpu", "cuda")
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
+CPU, CUDA = PROVIDERS["cpu"], PROVIDERS["cuda"]
 # onnxruntime's CUDA provider runs float GEMMs in TF32 by default (10-bit mantissa), which breaks
 # fp32 parity with PyTorch by ~1e-3; the graphs are tiny, so exact fp32 costs nothing noticeable.
 # (The option exists from onnxruntime-gpu 1.17 on, hence the gpu extra's floor.)
@@ -224,13 +223,9 @@ def verify_model_files(files: ModelFiles) -> None:
 
 def resolve_providers(device: str) -> list[str]:
     """Providers to ask for: 'auto' = CUDA when available else CPU; 'cuda' must be available."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     available = ort.get_available_providers()
-    if device == "cuda" and CUDA not in available:
-        raise DeviceError(f"device='cuda' but onnxruntime {ort.__version__} has no {CUDA} "
-                          f"(available: {available}); install edgevae[gpu] on a machine with CUDA, or use device='cpu'")
-    if device == "cuda" or (device == "auto" and CUDA in available):
+    missing = f"onnxruntime {ort.__version__} has no {CUDA} (it lists {', '.join(available)})"
+    if resolve_device(device, CUDA in available, missing, "install edgevae[gpu] on a machine with CUDA") == CUDA_DEVICE:
         return [CUDA, CPU]
     return [CPU]
 
@@ -276,14 +271,14 @@ def make_runner(session: ort.InferenceSession) -> Runner:
 
 def check_session_signature(session: ort.InferenceSession, spec: contract.GraphSpec, sizes: dict[str, int],
                             batch: int | None, name: str) -> None:
-    """ModelError unless the session's inputs and outputs are the contract's: names, float32, ranks,
+    """ModelError unless the session's inputs and outputs are the contract's: names, dtypes, ranks,
     fixed axes (from the manifest config) and the batch axis (dynamic, or the variant's fixed size)."""
-    for kind, got, want in (("input", session.get_inputs(), spec.inputs), ("output", session.get_outputs(), spec.outputs)):
-        found = [(t.name, t.type, list(t.shape)) for t in got]
-        expected = [(t.name, "tensor(float)", [batch if a == contract.BATCH else sizes[a] for a in t.shape])
-                    for t in want]
-        normalized = [(n, ty, [None if isinstance(d, str) or d is None else d for d in shape]) for n, ty, shape in found]
-        if normalized != expected:
+    dtypes = {v: k for k, v in contract.ORT_TYPES.items()}
+    for kind, got in (("input", session.get_inputs()), ("output", session.get_outputs())):
+        found = [(t.name, dtypes.get(t.type, t.type), [None if isinstance(d, str) or d is None else int(d)
+                                                        for d in t.shape]) for t in got]
+        expected = spec.signature(kind, sizes, batch)
+        if found != expected:
             raise ModelError(f"{name}: graph {kind}s {found} do not match this runtime's contract and the "
                              f"manifest's config {expected} (None = the dynamic batch axis)")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from numpy.typing import ArrayLike, NDArray
 
 from . import contract
 from . import likelihood as lik
@@ -27,6 +28,7 @@ from .errors import ModelError
 from .model import (ModelFiles, Runner, check_session_signature, load_model_files, make_runner,
                     make_session_options, start_session, verify_model_files)
 
+FloatArray = NDArray[np.float32]
 DEFAULT_CHUNK = 2048
 DEFAULT_K = 100  # importance samples for log_likelihood
 MAX_SAMPLES = 250_000  # images per sample() call (0.73 GiB of float32 output); refused above, before allocating
@@ -38,9 +40,9 @@ class ScoreResult:
     """`VAE.score`'s answer, one entry per image: the score, -log p(x) and L(x) in nats."""
 
     name: str
-    score: np.ndarray
-    nll: np.ndarray
-    complexity: np.ndarray
+    score: NDArray[np.float64]
+    nll: NDArray[np.float64]
+    complexity: NDArray[np.float64]
     k: int
 
 
@@ -88,13 +90,13 @@ class VAE:
         sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
         for session, spec in ((self.encoder, contract.ENCODER), (self.decoder, contract.DECODER)):
             check_session_signature(session, spec, sizes, self.fixed_batch, str(self.files.folder / spec.file))
-        self._run_encoder = make_runner(self.encoder)
-        self._run_decoder = make_runner(self.decoder)
+        self._encoder_runner = make_runner(self.encoder)
+        self._decoder_runner = make_runner(self.decoder)
         if auto_threads and self.device == "cpu" and self.fixed_batch is None:
             self._wide: dict[str, Runner] = {}
             self._wide_lock = threading.Lock()
-            self._run_encoder = self._by_rows(self._run_encoder, "encoder", contract.X)
-            self._run_decoder = self._by_rows(self._run_decoder, "decoder", contract.Z)
+            self._encoder_runner = self._by_rows(self._encoder_runner, "encoder", contract.X)
+            self._decoder_runner = self._by_rows(self._decoder_runner, "decoder", contract.Z)
         self._rng = np.random.default_rng()  # unseeded draws; numpy's Generator locks around each draw
         self._seeded = SeededNormal()
 
@@ -158,7 +160,7 @@ class VAE:
                 f"latent={self.latent})")
 
     # -- the operations ---------------------------------------------------------------------
-    def sample_latent(self, n: int, seed: int | None = None) -> np.ndarray:
+    def sample_latent(self, n: int, seed: int | None = None) -> FloatArray:
         """n draws of z ~ N(0, I), (n, latent) float32: with a seed, those of numpy's
         `Generator(Philox(key=seed)).standard_normal((n, latent), dtype=float32)`; without one, from a
         generator kept by this instance (fresh entropy, thread-safe)."""
@@ -168,7 +170,7 @@ class VAE:
         check_count(seed, "seed", minimum=0)
         return self._seeded.draw(seed, (n, self.latent))
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, seed: int | None = None) -> FloatArray:
         """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images.
         At most MAX_SAMPLES per call (ask in several calls for more)."""
         check_count(n, "n")
@@ -177,47 +179,57 @@ class VAE:
                              f"GiB of output); got {n:,}: sample in several calls")
         return self.decode(self.sample_latent(n, seed))
 
-    def encode(self, x: Any, eps: Any = None, seed: int | None = None) -> Any:
-        """(mu, logvar) of q(z|x); or, given `eps` or `seed`, z = mu + exp(logvar / 2) * eps.
+    def encode(self, x: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """(mu, logvar) of q(z|x): (N, latent) each for a batch, (latent,) each for one image."""
+        xs, single = self._check_images(x)
+        mu, logvar = self._encode_rows(xs, np.zeros((len(xs), self.latent), np.float32),
+                                       (contract.MU, contract.LOGVAR))
+        return (mu[0], logvar[0]) if single else (mu, logvar)
 
-        With `seed` and no `eps`, eps ~ N(0, I) from numpy's generator seeded with `seed`.
+    def encode_z(self, x: ArrayLike, eps: ArrayLike | None = None, seed: int | None = None) -> FloatArray:
+        """A draw z = mu + exp(logvar / 2) * eps from q(z|x), computed inside the encoder graph.
+
+        eps (N, latent) is given, or drawn as `sample_latent(N, seed)` (fresh when seed is None).
         """
-        xs, single = self.check_images(x)
+        xs, single = self._check_images(x)
         if eps is not None and seed is not None:
             raise ValueError("give eps or seed, not both (seed would be ignored)")
-        if eps is None and seed is None:
-            mu, logvar = self.run_encoder(xs, np.zeros((len(xs), self.latent), np.float32),
-                                          (contract.MU, contract.LOGVAR))
-            return (mu[0], logvar[0]) if single else (mu, logvar)
         if eps is None:
             eps_arr = self.sample_latent(len(xs), seed)
         else:
-            eps_arr, _ = self.check_latent(eps, contract.EPS, batch=len(xs))
-        (z,) = self.run_encoder(xs, eps_arr, (contract.Z,))
+            eps_arr, _ = self._check_latent(eps, contract.EPS, batch=len(xs))
+        (z,) = self._encode_rows(xs, eps_arr, (contract.Z,))
         return z[0] if single else z
 
-    def decode(self, z: Any) -> np.ndarray:
+    def normalize_images(self, x: ArrayLike) -> FloatArray:
+        """Images as the model sees them: float32 (N, H, W) in [0, 1] (integer levels / 255), after
+        the same checks as every other method (a single image gives (1, H, W))."""
+        xs, _ = self._check_images(x)
+        return np.concatenate([as_float_images(xs[lo : lo + self.chunk_size])
+                               for lo in range(0, len(xs), self.chunk_size)]).reshape(-1, *self.image_shape)
+
+    def decode(self, z: ArrayLike) -> FloatArray:
         """Pixel means (N, H, W) in [0, 1] for latents z (N, latent) or one (latent,)."""
-        zs, single = self.check_latent(z, contract.Z)
-        out = self.run_decoder(zs)
+        zs, single = self._check_latent(z, contract.Z)
+        out = self._decode_rows(zs)
         return out[0] if single else out
 
-    def reconstruct(self, x: Any, stochastic: bool = False, seed: int | None = None) -> np.ndarray:
+    def reconstruct(self, x: ArrayLike, stochastic: bool = False, seed: int | None = None) -> FloatArray:
         """decode(encode(x)): through z = mu (default), or a draw z ~ q(z|x) when `stochastic`."""
-        xs, single = self.check_images(x)
+        xs, single = self._check_images(x)
         eps = self.sample_latent(len(xs), seed) if stochastic else np.zeros((len(xs), self.latent), np.float32)
         out = np.empty((len(xs), *self.image_shape), np.float32)
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
-            (z,) = self._run_encoder([contract.Z], self.encoder_feed(xs[lo:hi], eps[lo:hi]))
-            out[lo:hi] = self.decode_chunk(z)
+            (z,) = self._encoder_runner([contract.Z], self._encoder_feed(xs[lo:hi], eps[lo:hi]))
+            out[lo:hi] = self._decode_chunk(z)
         return out[0] if single else out
 
-    def interpolate(self, x_a: Any, x_b: Any, steps: int = 10) -> np.ndarray:
+    def interpolate(self, x_a: ArrayLike, x_b: ArrayLike, steps: int = 10) -> FloatArray:
         """`steps` images decoded along the straight line between the latent means of x_a and x_b."""
         check_count(steps, "steps", minimum=2)
-        mu_a, _ = self.encode(self.one_image(x_a, "x_a"))
-        mu_b, _ = self.encode(self.one_image(x_b, "x_b"))
+        mu_a, _ = self.encode(self._one_image(x_a, "x_a"))
+        mu_b, _ = self.encode(self._one_image(x_b, "x_b"))
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode((1 - t) * mu_a[None] + t * mu_b[None])
 
@@ -227,22 +239,22 @@ class VAE:
         """'bernoulli' or 'gaussian': the model's p(x|z), from the manifest's config."""
         return str(self.files.config.get("likelihood", "bernoulli"))
 
-    def elbo(self, x: Any, seed: int | None = None, eps: Any = None) -> Any:
+    def elbo(self, x: ArrayLike, seed: int | None = None, eps: ArrayLike | None = None) -> float | NDArray[np.float64]:
         """The evidence lower bound log p(x|z) - KL(q(z|x) || N(0, I)) per image, in nats (float64).
 
         One z = mu + exp(logvar / 2) * eps per image; eps (N, latent) is given, or drawn as
-        `sample_latent(N, seed)`, the same draw as `encode(x, seed=)`.
+        `sample_latent(N, seed)`, the same draw as `encode_z(x, seed=)`.
         Returns (N,) for a batch, a float for one image.
         """
-        xs, single = self.check_images(x)
+        xs, single = self._check_images(x)
         n = len(xs)
         if eps is not None:
             if seed is not None:
                 raise ValueError("give eps or seed, not both (seed would be ignored)")
-            eps_arr, _ = self.check_latent(eps, contract.EPS, batch=n)
+            eps_arr, _ = self._check_latent(eps, contract.EPS, batch=n)
         else:
             eps_arr = self.sample_latent(n, seed)
-        mu, logvar = self.run_encoder(xs, np.zeros((n, self.latent), np.float32), (contract.MU, contract.LOGVAR))
+        mu, logvar = self._encode_rows(xs, np.zeros((n, self.latent), np.float32), (contract.MU, contract.LOGVAR))
         out = np.empty(n, np.float64)
         for lo in range(0, n, self.chunk_size):
             hi = min(n, lo + self.chunk_size)
@@ -253,7 +265,8 @@ class VAE:
                 - lik.kl_standard_normal(mu[lo:hi], logvar[lo:hi])
         return float(out[0]) if single else out
 
-    def log_likelihood(self, x: Any, k: int = DEFAULT_K, seed: int | None = None, eps: Any = None) -> Any:
+    def log_likelihood(self, x: ArrayLike, k: int = DEFAULT_K, seed: int | None = None,
+                       eps: ArrayLike | None = None) -> float | NDArray[np.float64]:
         """The importance-weighted estimate of log p(x) per image, in nats (Burda et al. 2015, eq. 8).
 
         log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x) with z_i ~ q(z|x): a lower bound that tightens as k
@@ -263,7 +276,7 @@ class VAE:
         of at most chunk_size decoder rows: k x N is never held at once.
         Returns (N,) for a batch, a float for one image.
         """
-        xs, single = self.check_images(x)
+        xs, single = self._check_images(x)
         check_count(k, "k")
         n = len(xs)
         eps_arr = None
@@ -286,7 +299,7 @@ class VAE:
         out = self._iw_log_likelihood(xs, k, noise)
         return float(out[0]) if single else out
 
-    def score(self, x: Any, score: str = lik.DEFAULT_SCORE, k: int | None = None, seed: int = 0) -> ScoreResult:
+    def score(self, x: ArrayLike, score: str = lik.DEFAULT_SCORE, k: int | None = None, seed: int = 0) -> ScoreResult:
         """How unusual each image is for this model: higher = more unusual (see `likelihood.SCORES`).
 
         The default, "typicality", flags inputs that are too unlikely *and* inputs that are too
@@ -302,7 +315,7 @@ class VAE:
         nll, complexity = self.score_inputs(x, stats.k if k is None else k, seed)
         return ScoreResult(score, stats.compute(score, nll, complexity), nll, complexity, stats.k if k is None else k)
 
-    def score_inputs(self, x: Any, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def score_inputs(self, x: ArrayLike, k: int, seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(-log p(x), L(x)) per image in nats: what every score is computed from.
 
         -log p(x) is the importance-weighted estimate with the same (k, latent) noise for every image
@@ -310,7 +323,7 @@ class VAE:
         """
         check_count(k, "k")
         check_count(seed, "seed", minimum=0)
-        xs, _ = self.check_images(x)
+        xs, _ = self._check_images(x)
         common = np.random.default_rng(seed).standard_normal((k, 1, self.latent), dtype=np.float32)
         nll = -self._iw_log_likelihood(xs, k, lambda lo, hi: np.broadcast_to(common, (k, hi - lo, self.latent)))
         complexity = np.concatenate([lik.complexity_nats(as_float_images(xs[lo : lo + self.chunk_size]))
@@ -335,7 +348,7 @@ class VAE:
     def _iw_log_likelihood(self, xs: np.ndarray, k: int, noise: Callable[[int, int], np.ndarray]) -> np.ndarray:
         """log p(x) estimates for checked images xs (N, pixels); noise(lo, hi) gives eps (k, hi-lo, latent)."""
         n = len(xs)
-        mu, logvar = self.run_encoder(xs, np.zeros((n, self.latent), np.float32), (contract.MU, contract.LOGVAR))
+        mu, logvar = self._encode_rows(xs, np.zeros((n, self.latent), np.float32), (contract.MU, contract.LOGVAR))
         out = np.empty(n, np.float64)
         log_w = eps = xb = np.empty(0)
         for lo, hi, s, e in lik.plan_blocks(n, k, self.chunk_size):
@@ -358,38 +371,38 @@ class VAE:
     def _run_likelihood_decoder(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(logits, None) for bernoulli, (logits, mean) for gaussian: what log p(x|z) needs."""
         if self.likelihood == "gaussian":
-            mean, logits = self._run_decoder([contract.MEAN, contract.LOGITS], {contract.Z: z})
+            mean, logits = self._decoder_runner([contract.MEAN, contract.LOGITS], {contract.Z: z})
             return logits, mean
-        (logits,) = self._run_decoder([contract.LOGITS], {contract.Z: z})
+        (logits,) = self._decoder_runner([contract.LOGITS], {contract.Z: z})
         return logits, None
 
     # -- running in chunks ------------------------------------------------------------------
-    def run_encoder(self, xs: np.ndarray, eps: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+    def _encode_rows(self, xs: np.ndarray, eps: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         outs = [np.empty((len(xs), self.latent), np.float32) for _ in names]
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
-            for out, got in zip(outs, self._run_encoder(list(names), self.encoder_feed(xs[lo:hi], eps[lo:hi]))):
+            for out, got in zip(outs, self._encoder_runner(list(names), self._encoder_feed(xs[lo:hi], eps[lo:hi]))):
                 out[lo:hi] = got
         return outs
 
     @staticmethod
-    def encoder_feed(x_chunk: np.ndarray, eps_chunk: np.ndarray) -> dict[str, np.ndarray]:
+    def _encoder_feed(x_chunk: np.ndarray, eps_chunk: np.ndarray) -> dict[str, np.ndarray]:
         return {contract.X: as_float_images(x_chunk), contract.EPS: eps_chunk}
 
-    def decode_chunk(self, z: np.ndarray) -> np.ndarray:
-        return self._run_decoder([contract.MEAN], {contract.Z: z})[0].reshape(-1, *self.image_shape)
+    def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
+        return self._decoder_runner([contract.MEAN], {contract.Z: z})[0].reshape(-1, *self.image_shape)
 
-    def run_decoder(self, zs: np.ndarray) -> np.ndarray:
+    def _decode_rows(self, zs: np.ndarray) -> np.ndarray:
         if len(zs) <= self.chunk_size:
-            return self.decode_chunk(zs)
+            return self._decode_chunk(zs)
         out = np.empty((len(zs), *self.image_shape), np.float32)
         for lo in range(0, len(zs), self.chunk_size):
             hi = lo + self.chunk_size
-            out[lo:hi] = self.decode_chunk(zs[lo:hi])
+            out[lo:hi] = self._decode_chunk(zs[lo:hi])
         return out
 
     # -- input checks -----------------------------------------------------------------------
-    def check_images(self, x: Any, name: str = contract.X) -> tuple[np.ndarray, bool]:
+    def _check_images(self, x: Any, name: str = contract.X) -> tuple[np.ndarray, bool]:
         """Validate images; returns ((N, pixels) array, was-a-single-image).
 
         Accepts float arrays in [0, 1] or integer pixel levels 0..255 (uint8 usually), shaped
@@ -413,7 +426,7 @@ class VAE:
         check_values(arr, name, self.chunk_size)
         return arr, single
 
-    def check_latent(self, z: Any, name: str, batch: int | None = None) -> tuple[np.ndarray, bool]:
+    def _check_latent(self, z: Any, name: str, batch: int | None = None) -> tuple[np.ndarray, bool]:
         """Validate latents or noise: (N, latent) or (latent,), finite, float; batch must match."""
         if type(z) is np.ndarray and z.dtype == np.float32 and z.flags.c_contiguous:
             arr = z  # the common case, kept cheap: no conversion
@@ -437,8 +450,8 @@ class VAE:
             raise ValueError(f"{name}: expected finite values; got NaN or Inf (first in row {bad})")
         return out, is_single
 
-    def one_image(self, x: Any, name: str) -> np.ndarray:
-        xs, single = self.check_images(x, name)
+    def _one_image(self, x: Any, name: str) -> np.ndarray:
+        xs, single = self._check_images(x, name)
         if len(xs) != 1:
             raise ValueError(f"{name}: expected one image; got a batch of {len(xs)}")
         return xs[0]

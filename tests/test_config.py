@@ -13,7 +13,8 @@ def test_round_trip_through_dict() -> None:
 
 def test_book_preset_is_the_textbook_recipe() -> None:
     book = PRESETS["book"]
-    assert (book.lr, book.lr_final, book.batch_size, book.epochs, book.model.likelihood) == (3e-4, 3e-4, 32, 30, "gaussian")
+    assert (book.lr, book.lr_schedule, book.batch_size, book.epochs) == (3e-4, "constant", 32, 30)
+    assert (book.model.likelihood, book.binarize) == ("gaussian", False)
     assert (book.model.hidden, book.model.latent) == (200, 20)
 
 

@@ -116,12 +116,17 @@ def test_wrong_magic_is_reported(tmp_path: Path) -> None:
         load_split(tmp_path, "test", dataset="idx")
 
 
-def test_other_idx_data_set_trains_by_pointing_at_its_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["", "raw", "MNIST/raw"])
+def test_files_named_like_mnist_are_verified_in_any_layout(tmp_path: Path, layout: str) -> None:
+    make_idx_dataset(tmp_path / layout)
+    with pytest.raises(DataError, match="published MNIST value.*pass --dataset idx"):
+        load_split(tmp_path, "train")  # the default checks, whatever the folder's layout
+
+
+def test_other_idx_data_set_trains_with_dataset_idx(tmp_path: Path) -> None:
     make_idx_dataset(tmp_path)
-    images, labels = load_split(tmp_path, "train")  # plain folder, auto: no MNIST checksum
+    images, labels = load_split(tmp_path, "train", dataset="idx")
     assert images.shape == (10, 28, 28) and labels.shape == (10,)
-    with pytest.raises(DataError, match="published MNIST value"):
-        load_split(tmp_path, "train", dataset="mnist")
 
 
 def test_bad_split_and_dataset_names() -> None:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -14,7 +15,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgevae.export.convert import ExportError, build_graphs, check_graph
-from edgevae.export.validate import ParityError, measure_parity, validate_parity
+from edgevae.export.validate import ParityError, ShapeError, max_diff, measure_parity, validate_parity
 from edgevae.runtime import contract
 from edgevae.train import checkpoint
 
@@ -130,20 +131,67 @@ def test_validation_catches_a_perturbed_graph(graph: str) -> None:
     assert "differs from PyTorch by max |diff| =" in str(err.value) and "tolerance 1e-05" in str(err.value)
 
 
+SIZES = {contract.PIXELS: 784, contract.LATENT: 20}
+
+
 def test_check_graph_rejects_random_operators() -> None:
     _, blobs = build_graphs(RELEASED_CHECKPOINTS)
     model = onnx.load_from_string(blobs["encoder"])
     model.graph.node.append(onnx.helper.make_node("RandomNormalLike", ["mu"], ["noise"]))
     with pytest.raises(ExportError, match=r"random operators \['RandomNormalLike'\]"):
-        check_graph(model, contract.ENCODER, "encoder")
+        check_graph(model, contract.ENCODER, "encoder", SIZES)
 
 
-def test_check_graph_rejects_wrong_names() -> None:
+def break_name(model: onnx.ModelProto) -> None:
+    model.graph.output[0].name = "pixels"
+
+
+def break_dtype(model: onnx.ModelProto) -> None:
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+
+
+def break_rank(model: onnx.ModelProto) -> None:
+    model.graph.output[1].type.tensor_type.shape.dim.add().dim_value = 1
+
+
+def break_fixed_axis(model: onnx.ModelProto) -> None:
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 21
+
+
+def fix_batch_axis(model: onnx.ModelProto) -> None:
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+
+
+@pytest.mark.parametrize("damage, found", [
+    (break_name, "'pixels'"), (break_dtype, "elem_type 11"), (break_rank, "[None, 784, 1]"),
+    (break_fixed_axis, "[None, 21]"), (fix_batch_axis, "[4, 20]"),
+])
+def test_check_graph_compares_names_dtypes_ranks_and_axes_with_the_contract(damage: Any, found: str) -> None:
     _, blobs = build_graphs(RELEASED_CHECKPOINTS)
     model = onnx.load_from_string(blobs["decoder"])
-    model.graph.output[0].name = "pixels"
-    with pytest.raises(ExportError, match="differs from the contract"):
-        check_graph(model, contract.DECODER, "decoder")
+    damage(model)
+    with pytest.raises(ExportError, match="differ from the contract") as err:
+        check_graph(model, contract.DECODER, "decoder", SIZES)
+    assert found in str(err.value)
+
+
+def test_validation_reports_the_worst_of_all_failures() -> None:
+    rows = [{"inputs": "random", "batch": 1, "max_abs_diff": {"encoder.mu": 2e-5, "decoder.mean": 1e-6}},
+            {"inputs": "real", "batch": 7, "max_abs_diff": {"encoder.mu": 3e-5, "decoder.mean": 5e-4}},
+            {"inputs": "real", "batch": 64, "max_abs_diff": {"encoder.mu": 1e-6, "decoder.mean": 1e-6}}]
+    with pytest.raises(ParityError) as err:
+        validate_parity(rows)
+    assert (err.value.graph, err.value.output, err.value.batch, err.value.max_abs_diff) == ("decoder", "mean", 7, 5e-4)
+    assert len(err.value.failures) == 3 and "2 other failures" in str(err.value)
+    rows[0]["max_abs_diff"]["encoder.z"] = float("nan")
+    with pytest.raises(ParityError) as err:
+        validate_parity(rows)
+    assert err.value.output == "z" and len(err.value.failures) == 4
+
+
+def test_a_shape_mismatch_is_a_shape_error_not_a_broadcast() -> None:
+    with pytest.raises(ShapeError, match=r"output 'mean': ONNX Runtime gave shape \(1, 784\), PyTorch \(7, 784\)"):
+        max_diff(np.zeros((1, 784), np.float32), np.zeros((7, 784), np.float32), "mean")
 
 
 def export_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -182,3 +230,35 @@ def test_cuda_validation_refused_without_cuda(tmp_path: Path) -> None:
         pytest.skip("this machine has the CUDA provider; the refusal cannot happen here")
     result = export_cli("--checkpoints", str(RELEASED_CHECKPOINTS), "--out", str(tmp_path), "--device", "cuda")
     assert result.returncode == 2 and "has no CUDAExecutionProvider" in result.stderr
+
+
+def test_export_reads_each_checkpoint_once_and_records_the_bytes_it_traced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill between save_pair's renames leaves decoder.pt one epoch behind and the new decoder
+    pending: export must trace the pending half and record *its* sha256, reading each file once."""
+    from edgevae.export.convert import export_model
+    from edgevae.train.config import TrainConfig
+    from edgevae.train.model import build_models
+
+    ckpt = tmp_path / "ckpt"
+    config = TrainConfig()
+    old_enc, old_dec = build_models(config.model, seed=1)
+    new_enc, new_dec = build_models(config.model, seed=2)
+    checkpoint.save_module(ckpt / checkpoint.ENCODER_FILE, "encoder", new_enc, config, 2, "run")
+    checkpoint.save_module(ckpt / checkpoint.DECODER_FILE, "decoder", old_dec, config, 1, "run")
+    pending = checkpoint.pending_path(ckpt / checkpoint.DECODER_FILE)
+    checkpoint.save_module(pending, "decoder", new_dec, config, 2, "run")
+    reads: list[str] = []
+    real_read = checkpoint.read_checkpoint
+    monkeypatch.setattr(checkpoint, "read_checkpoint", lambda p: (reads.append(Path(p).name), real_read(p))[1])
+
+    export_model(ckpt, tmp_path / "out")
+
+    assert sorted(reads) == sorted(["encoder.pt", "decoder.pt", pending.name])
+    manifest = json.loads((tmp_path / "out" / contract.MANIFEST_FILE).read_text())
+    want = {"encoder": hashlib.sha256((ckpt / "encoder.pt").read_bytes()).hexdigest(),
+            "decoder": hashlib.sha256(pending.read_bytes()).hexdigest()}
+    for graph, spec in contract.GRAPHS.items():
+        assert manifest["files"][spec.file]["source_checkpoint_sha256"] == want[graph]
+        meta = {p.key: p.value for p in onnx.load(tmp_path / "out" / spec.file).metadata_props}
+        assert meta[contract.META_CHECKPOINT_SHA256] == want[graph]

@@ -218,7 +218,7 @@ def test_9_masked_values_are_refused(real_digits: np.ndarray) -> None:
 
 def test_9_seed_with_eps_is_refused(real_digits: np.ndarray) -> None:
     with pytest.raises(ValueError, match="give eps or seed, not both"):
-        VAE().encode(real_digits[:2], eps=np.zeros((2, 20), np.float32), seed=3)
+        VAE().encode_z(real_digits[:2], eps=np.zeros((2, 20), np.float32), seed=3)
 
 
 def test_links_out_of_the_model_folder_and_directories_are_refused(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgevae.runtime.errors import InputError
 from edgevae.runtime.images import encode_png, read_images, save_grid, tile_images
 
 
@@ -40,7 +41,7 @@ def test_save_and_read_round_trip(tmp_path: Path) -> None:
 def test_bad_paths_and_arrays(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="output must end in .png or .npy, got 'a.jpg'"):
         save_grid(np.zeros((1, 28, 28)), tmp_path / "a.jpg")
-    with pytest.raises(FileNotFoundError, match="input file .* not found"):
+    with pytest.raises(InputError, match="input file .* not found"):
         read_images(tmp_path / "missing.npy")
     with pytest.raises(ValueError, match=r"tile_images expects a non-empty \(N, H, W\) array"):
         tile_images(np.zeros((0, 28, 28)))

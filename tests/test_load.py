@@ -19,7 +19,7 @@ def operations(vae: VAE, digits: np.ndarray) -> list:
     return [
         lambda i: vae.sample(1 + i % 3, seed=i),
         lambda i: vae.encode(digits[i % 8 : i % 8 + 2])[0],
-        lambda i: vae.encode(digits[i % 8 : i % 8 + 2], seed=i),
+        lambda i: vae.encode_z(digits[i % 8 : i % 8 + 2], seed=i),
         lambda i: vae.decode(z[i % 5]),
         lambda i: vae.reconstruct(digits[i % 8]),
         lambda i: vae.reconstruct(digits[:3], stochastic=True, seed=i),

@@ -36,7 +36,7 @@ from edgevae.runtime import VAE
 vae = VAE(device='auto')
 s = vae.sample(8, seed=0)
 r = vae.reconstruct(np.load('digits.npy'))
-z = vae.encode(np.load('digits.npy'), seed=1)
+z = vae.encode_z(np.load('digits.npy'), seed=1)
 print(json.dumps({'sample': list(s.shape), 'recon': list(r.shape), 'z': list(z.shape), 'device': vae.device,
                   'loaded': sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx'))}))
 """
@@ -84,3 +84,14 @@ def test_runtime_sources_do_not_import_torch_or_training_code() -> None:
         text = source.read_text()
         for forbidden in ("import torch", "from torch", "import onnx\n", "from onnx ", "edgevae.train", "edgevae.export"):
             assert forbidden not in text, f"{source.name} contains {forbidden!r}"
+
+
+def test_training_and_export_without_torch_name_the_extra(tmp_path: Path) -> None:
+    for module in ("edgevae.train.__main__", "edgevae.export.__main__"):
+        result = run_blocked(f"from {module} import main; sys.exit(main(['--out', 'o']))", tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert "torch" in result.stderr and "pip install 'edgevae[train]'" in result.stderr
+        help_text = run_blocked(f"from {module} import main; sys.exit(main(['--help']))", tmp_path)
+        assert help_text.returncode == 0 and "--device" in help_text.stdout  # help needs no torch
+    assert not (tmp_path / "o").exists()

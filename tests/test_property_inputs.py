@@ -114,7 +114,7 @@ def test_encode_z_with_eps(case: tuple[object, np.ndarray | None]) -> None:
     def ref(x: np.ndarray) -> np.ndarray:
         mu, logvar = (torch.from_numpy(a) for a in torch_mu(x))
         return reparameterize(mu, logvar, torch.ones_like(mu)).numpy()
-    check(lambda x: VAE_.encode(x, eps=np.ones((max(len(np.asarray(x)), 1), 20), np.float32)).reshape(-1, 20),
+    check(lambda x: VAE_.encode_z(x, eps=np.ones((max(len(np.asarray(x)), 1), 20), np.float32)).reshape(-1, 20),
           case, ref)
 
 

@@ -60,13 +60,13 @@ def test_chunked_equals_unchunked(released_model: Path, digits: np.ndarray) -> N
     whole = VAE(released_model, device="cpu", chunk_size=1000)
     tiny = VAE(released_model, device="cpu", chunk_size=4)
     np.testing.assert_array_equal(whole.reconstruct(x), tiny.reconstruct(x))
-    np.testing.assert_array_equal(whole.encode(x, seed=3), tiny.encode(x, seed=3))
+    np.testing.assert_array_equal(whole.encode_z(x, seed=3), tiny.encode_z(x, seed=3))
     np.testing.assert_array_equal(whole.sample(37, seed=1), tiny.sample(37, seed=1))
 
 
 def test_encode_with_seed_and_with_eps_agree(vae: VAE, digits: np.ndarray) -> None:
     eps = np.random.Generator(np.random.Philox(key=9)).standard_normal((5, 20), dtype=np.float32)
-    np.testing.assert_array_equal(vae.encode(digits, seed=9), vae.encode(digits, eps=eps))
+    np.testing.assert_array_equal(vae.encode_z(digits, seed=9), vae.encode_z(digits, eps=eps))
 
 
 def test_interpolate_walks_from_a_to_b(vae: VAE, digits: np.ndarray) -> None:
@@ -119,13 +119,13 @@ def test_bad_latents_are_refused(vae: VAE, name: str, z: object, message: str) -
 def test_eps_batch_must_match_x_batch(vae: VAE, digits: np.ndarray) -> None:
     # onnxruntime itself would broadcast an eps batch of 1 over every image
     with pytest.raises(ValueError, match=r"eps: batch of 1 does not match x's batch of 5 \(no broadcasting"):
-        vae.encode(digits, eps=np.zeros((1, 20), np.float32))
+        vae.encode_z(digits, eps=np.zeros((1, 20), np.float32))
     with pytest.raises(ValueError, match="eps: batch of 7 does not match x's batch of 5"):
-        vae.encode(digits, eps=np.zeros((7, 20), np.float32))
+        vae.encode_z(digits, eps=np.zeros((7, 20), np.float32))
     with pytest.raises(ValueError, match=r"eps: expected shape \(N, 20\)"):
-        vae.encode(digits, eps=np.zeros((5, 21), np.float32))
+        vae.encode_z(digits, eps=np.zeros((5, 21), np.float32))
     with pytest.raises(ValueError, match="eps: expected finite values"):
-        vae.encode(digits, eps=np.full((5, 20), np.nan, np.float32))
+        vae.encode_z(digits, eps=np.full((5, 20), np.nan, np.float32))
 
 
 @pytest.mark.parametrize("n", [0, -3, 2.5, "4", True])

@@ -105,7 +105,7 @@ def test_graph_onnxruntime_cannot_parse_is_reported_by_name(model_copy: Path) ->
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has the CUDA provider; the error cannot happen here")
 def test_cuda_without_the_provider_is_a_clear_error(released_model: Path) -> None:
-    with pytest.raises(DeviceError, match=r"device='cuda' but onnxruntime .* has no CUDAExecutionProvider"):
+    with pytest.raises(DeviceError, match=r"device 'cuda' was asked for, but onnxruntime .* has no CUDAExecutionProvider"):
         VAE(released_model, device="cuda")
 
 
@@ -137,3 +137,49 @@ def test_session_options_are_applied(released_model: Path) -> None:
 def test_metadata_is_read(released_model: Path) -> None:
     meta = VAE(released_model, device="cpu").metadata
     assert meta[contract.META_GRAPH] == "encoder" and json.loads(meta[contract.META_CONFIG])["latent"] == 20
+
+
+class FakeArg:
+    def __init__(self, name: str, type: str, shape: list[object]) -> None:
+        self.name, self.type, self.shape = name, type, shape
+
+
+class FakeSession:
+    """Only what check_session_signature reads: the inputs and outputs a real session reports."""
+
+    def __init__(self, inputs: list[FakeArg], outputs: list[FakeArg]) -> None:
+        self._in, self._out = inputs, outputs
+
+    def get_inputs(self) -> list[FakeArg]:
+        return self._in
+
+    def get_outputs(self) -> list[FakeArg]:
+        return self._out
+
+
+def decoder_outputs(batch: int | None) -> list[FakeArg]:
+    axis = "batch" if batch is None else batch
+    return [FakeArg("mean", "tensor(float)", [axis, 784]), FakeArg("logits", "tensor(float)", [axis, 784])]
+
+
+@pytest.mark.parametrize("z, batch, problem", [
+    (FakeArg("z", "tensor(float)", ["batch", 20]), None, None),
+    (FakeArg("z", "tensor(float)", [1, 20]), 1, None),
+    (FakeArg("z", "tensor(float16)", ["batch", 20]), None, "'float16'"),
+    (FakeArg("z", "tensor(double)", ["batch", 20]), None, "'tensor(double)'"),
+    (FakeArg("z", "tensor(float)", ["batch", 20, 1]), None, "[None, 20, 1]"),
+    (FakeArg("z", "tensor(float)", ["batch", 21]), None, "[None, 21]"),
+    (FakeArg("z", "tensor(float)", [4, 20]), None, "[4, 20]"),
+    (FakeArg("z", "tensor(float)", ["batch", 20]), 1, "[1, 20]"),
+])
+def test_session_signature_is_checked_against_the_contract(z: FakeArg, batch: int | None, problem: str | None) -> None:
+    from edgevae.runtime.model import check_session_signature
+
+    session = FakeSession([z], decoder_outputs(batch if problem is None else None))
+    sizes = {contract.PIXELS: 784, contract.LATENT: 20}
+    if problem is None:
+        check_session_signature(session, contract.DECODER, sizes, batch, "decoder.onnx")  # type: ignore[arg-type]
+        return
+    with pytest.raises(ModelError, match="do not match this runtime's contract") as err:
+        check_session_signature(session, contract.DECODER, sizes, batch, "decoder.onnx")  # type: ignore[arg-type]
+    assert problem in str(err.value)

@@ -1,6 +1,7 @@
 """The training loop on real MNIST slices: learns, is reproducible, resumes, reports."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -112,8 +113,64 @@ def test_cli_trains_and_reports_device(data_dir: Path, tmp_path: Path) -> None:
     assert "importance-weighted log p(x)" in result.stdout
 
 
-def test_cli_help_states_defaults() -> None:
+def test_cli_help_states_defaults_read_from_the_presets() -> None:
+    from edgevae.train.config import PRESETS
+
     result = cli("--help")
     assert result.returncode == 0
-    for text in ("default: 200", "book: 32", "default: 0.001", "default: auto", "--resume"):
-        assert text in result.stdout, text
+    text = " ".join(result.stdout.split())  # argparse wraps lines anywhere
+    book, default = PRESETS["book"], PRESETS["default"]
+    for want in (f"(default: {default.epochs}; book: {book.epochs})", f"(default: {default.batch_size}; book: "
+                 f"{book.batch_size})", f"(default: {default.lr}; book: {book.lr})", "(default: cosine; book: constant)",
+                 f"(default: {default.model.likelihood}; book: {book.model.likelihood})", "default: auto", "--resume",
+                 "--overwrite", "--no-binarize"):
+        assert want in text, want
+
+
+def test_every_config_field_has_exactly_one_flag() -> None:
+    import dataclasses
+
+    from edgevae.train.__main__ import build_parser
+    from edgevae.train.config import TrainConfig, VAEConfig
+
+    dests = {a.dest for a in build_parser()._actions}
+    fields = {f.name for cls in (TrainConfig, VAEConfig) for f in dataclasses.fields(cls)} - {"model"}
+    assert fields <= dests, fields - dests
+
+
+@pytest.mark.parametrize("argv, changed", [
+    ([], {}),
+    (["--lr", "0.01"], {"lr": 0.01}),  # lr alone: lr_final and the schedule stay the preset's
+    (["--preset", "book", "--lr", "0.01"], {"lr": 0.01}),
+    (["--no-binarize", "--latent", "8"], {"binarize": False, "model.latent": 8}),
+    (["--image-shape", "14", "14"], {"model.image_shape": (14, 14)}),
+])
+def test_flags_change_exactly_the_fields_they_name(argv: list[str], changed: dict[str, object]) -> None:
+    import dataclasses
+
+    from edgevae.train.__main__ import build_parser, config_from_args
+    from edgevae.train.config import PRESETS
+
+    args = build_parser().parse_args(argv)
+    got, base = config_from_args(args), PRESETS[args.preset]
+    flat = lambda c: {**{k: v for k, v in dataclasses.asdict(c).items() if k != "model"},  # noqa: E731
+                      **{f"model.{k}": v for k, v in dataclasses.asdict(c.model).items()}}
+    diff = {k: v for k, v in flat(got).items() if flat(base)[k] != v}
+    assert diff == changed
+
+
+def test_a_run_in_out_is_not_replaced_without_asking(data_dir: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=1, train_limit=200, test_limit=50, batch_size=50, iw_samples=0)
+    run(config, data_dir, tmp_path)
+    before = (tmp_path / "encoder.pt").read_bytes()
+    with pytest.raises(checkpoint.CheckpointError, match="already holds a finished run .*--resume.*--overwrite"):
+        run(config, data_dir, tmp_path)
+    assert (tmp_path / "encoder.pt").read_bytes() == before
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "complete": False}))
+    with pytest.raises(checkpoint.CheckpointError, match="already holds an unfinished run"):
+        run(config, data_dir, tmp_path)
+    result = cli("--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1", "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "--overwrite" in result.stderr
+    run(dataclasses.replace(config, seed=1), data_dir, tmp_path, overwrite=True)
+    assert (tmp_path / "encoder.pt").read_bytes() != before

@@ -5,7 +5,8 @@
     python -m edgevae.train --data-dir DIR --resume                      # continue an interrupted run
 
 Writes OUT/encoder.pt, OUT/decoder.pt (after every epoch), OUT/metrics.json, OUT/loss_curve.png,
-OUT/samples.png and the resume state OUT/train_state.pt.
+OUT/samples.png and the resume state OUT/train_state.pt. An OUT that already holds a run is
+refused unless --resume or --overwrite says what to do with it.
 """
 from __future__ import annotations
 
@@ -13,79 +14,108 @@ import argparse
 import dataclasses
 import logging
 import sys
+from typing import Any
 
-from .checkpoint import CheckpointError
-from .config import PRESETS, TrainConfig
-from .data import DATA_DIR_ENV, DataError, download_mnist
+from edgevae.runtime import __version__
+from edgevae.runtime.devices import add_device_argument
+from edgevae.runtime.errors import run_cli
+
+from . import require_torch
+from .config import PRESETS, TrainConfig, VAEConfig
+from .data import DATA_DIR_ENV, DATASETS
+
+
+def format_value(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def describe_default(name: str, model: bool) -> str:
+    """'(default: 200; book: 30)': the default preset's value and each preset that differs, read from PRESETS."""
+    values = {preset: getattr(cfg.model if model else cfg, name) for preset, cfg in PRESETS.items()}
+    base = values.pop("default")
+    others = "".join(f"; {preset}: {format_value(v)}" for preset, v in values.items() if v != base)
+    return f"(default: {format_value(base)}{others})"
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, model: bool) -> None:
+    """One flag per dataclass field (help and choices from its metadata); unset flags stay None."""
+    group = parser.add_argument_group("model (saved in every checkpoint)" if model else "training")
+    for f in dataclasses.fields(cls):
+        if f.name == "model":
+            continue
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        help_text = f"{f.metadata['help']} {describe_default(f.name, model)}"
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif isinstance(default, tuple):
+            group.add_argument(flag, dest=f.name, nargs=len(default), type=type(default[0]), default=None,
+                               metavar="N", help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=type(default), choices=f.metadata.get("choices"),
+                               default=None, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = PRESETS["default"]
     p = argparse.ArgumentParser(prog="python -m edgevae.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     p.add_argument("--data-dir", default=None, help=f"folder with the IDX files (default: ${DATA_DIR_ENV})")
-    p.add_argument("--dataset", choices=["auto", "mnist", "idx"], default="auto",
-                   help="mnist: verify published checksums; idx: any MNIST-format data; "
-                        "auto: verify when the folder has the MNIST/raw layout (default: auto)")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist",
+                   help="mnist: verify each file against MNIST's published checksum; idx: other data in MNIST's "
+                        "format and file names (Fashion-MNIST, your own), unchecked (default: mnist)")
     p.add_argument("--download", action="store_true", help="fetch MNIST into --data-dir first (needs internet)")
     p.add_argument("--out", default="artifacts/checkpoints", help="output folder (default: artifacts/checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last finished epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (default: refuse)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="starting hyperparameters; flags below override them (default: default)")
-    p.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help=f"default: {d.model.likelihood}")
-    p.add_argument("--hidden", type=int, help=f"hidden units (default: {d.model.hidden})")
-    p.add_argument("--latent", type=int, help=f"latent dimensions (default: {d.model.latent})")
-    p.add_argument("--beta", type=float, help=f"KL weight (default: {d.model.beta})")
-    p.add_argument("--epochs", type=int, help=f"default: {d.epochs} (book: 30)")
-    p.add_argument("--batch-size", type=int, help=f"default: {d.batch_size} (book: 32)")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default: {d.lr}; book: 3e-4)")
-    p.add_argument("--lr-final", type=float, help=f"cosine-decayed final lr (default: {d.lr_final})")
-    p.add_argument("--seed", type=int, help=f"default: {d.seed}")
-    p.add_argument("--train-limit", type=int, help="use the first N training images (default: all)")
-    p.add_argument("--test-limit", type=int, help="use the first N test images (default: all)")
-    p.add_argument("--iw-samples", type=int, help=f"k for the importance-weighted log p(x) (default: {d.iw_samples})")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt if present")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto")
+                   help="starting hyperparameters; the flags below override them (default: default)")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    add_config_flags(p, VAEConfig, model=True)
+    add_config_flags(p, TrainConfig, model=False)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset with any flags given on the command line applied on top."""
+    """The preset, with exactly the flags given on the command line applied on top."""
     base = PRESETS[args.preset]
-    model_over = {k: getattr(args, k) for k in ("likelihood", "hidden", "latent", "beta") if getattr(args, k) is not None}
-    train_over = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "lr_final", "seed", "train_limit",
-                                                "test_limit", "iw_samples") if getattr(args, k) is not None}
-    if args.lr is not None and args.lr_final is None and base.lr == base.lr_final:
-        train_over["lr_final"] = args.lr
-    return dataclasses.replace(base, model=dataclasses.replace(base.model, **model_over), **train_over)
+
+    def given(cls: type) -> dict[str, Any]:
+        return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                if f.name != "model" and getattr(args, f.name) is not None}
+
+    model_over = given(VAEConfig)
+    if "image_shape" in model_over:
+        model_over["image_shape"] = tuple(model_over["image_shape"])
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, **model_over), **given(TrainConfig))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from .loop import resolve_device, run_training  # imports torch; keep --help fast
+    config = config_from_args(args)
+    require_torch("training")
+    from .data import download_mnist
+    from .loop import resolve_torch_device, run_training
 
-    try:
-        config = config_from_args(args)
-        print(f"device: {args.device} -> {resolve_device(args.device)}", file=sys.stderr)
-        if args.download:
-            if not args.data_dir:
-                raise DataError("--download needs --data-dir")
-            download_mnist(args.data_dir)
-        metrics = run_training(config, args.data_dir, args.out, device=args.device, resume=args.resume,
-                               dataset=args.dataset, progress=not args.no_progress)
-    except (DataError, CheckpointError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; rerun with --resume to continue from the last finished epoch in {args.out}",
-              file=sys.stderr)
-        return 130
+    print(f"device: {args.device} -> {resolve_torch_device(args.device)}", file=sys.stderr)
+    if args.download:
+        if not args.data_dir:
+            raise ValueError("--download needs --data-dir")
+        download_mnist(args.data_dir)
+    metrics = run_training(config, args.data_dir, args.out, device=args.device, resume=args.resume,
+                           dataset=args.dataset, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"test ELBO {metrics['test_elbo']:.3f} nats"
           + (f", importance-weighted log p(x) {metrics['test_iw_log_likelihood']:.3f} nats (k={config.iw_samples})"
              if "test_iw_log_likelihood" in metrics else ""))
     print(f"wrote {args.out}/encoder.pt, decoder.pt, metrics.json, loss_curve.png, samples.png")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: train(args), "python -m edgevae.train", debug=args.debug,
+                   interrupted=f"interrupted; rerun with --resume to continue from the last finished epoch in {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ missing or corrupt file by name.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
 import struct
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from edgevae.runtime.atomic import sync_dir, write_bytes_atomic
 
 from .config import TrainConfig, VAEConfig
 from .model import Decoder, Encoder
+from edgevae.runtime.errors import EdgeVAEError
 
 FORMAT = "edgevae-checkpoint"
 VERSION = 1
@@ -34,7 +37,7 @@ STATE_FILE = "train_state.pt"
 KINDS = {"encoder": Encoder, "decoder": Decoder}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(EdgeVAEError):
     """A checkpoint is missing, corrupt, or not what the caller asked for."""
 
 
@@ -110,7 +113,13 @@ def save_module(path: str | os.PathLike[str], kind: str, module: nn.Module, trai
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """torch.load(weights_only=True) of verified bytes, with missing and corrupt files named as such.
+    """The payload of a checkpoint file (see `read_checkpoint`)."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """torch.load(weights_only=True) of verified bytes, with missing and corrupt files named as such;
+    returns the payload and the sha256 of exactly the bytes it was loaded from.
 
     The file is read once. Its zip members' CRC-32s are checked first (torch.load does not check
     them, so a flipped byte in a tensor would load as a changed weight); then the bytes are loaded
@@ -123,6 +132,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
         bad = archive.testzip() or check_zip_layout(raw, archive)
@@ -147,7 +157,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not an edgevae checkpoint (no format={FORMAT!r} field)")
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}, this code reads {VERSION}")
-    return obj
+    return obj, digest
 
 
 ZIP_LOCAL, ZIP_DESCRIPTOR, ZIP_END = b"PK\x03\x04", b"PK\x07\x08", b"PK\x05\x06"
@@ -210,11 +220,10 @@ def check_zip_layout(raw: bytes, archive: zipfile.ZipFile) -> str | None:
     return None
 
 
-def load_module(path: str | os.PathLike[str], kind: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild an Encoder or Decoder from its checkpoint; returns (module in eval mode, payload)."""
+def build_module(obj: dict[str, Any], path: str | os.PathLike[str], kind: str) -> nn.Module:
+    """The Encoder or Decoder (eval mode) a checkpoint payload read from `path` describes."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-    obj = read_file(path)
     if obj.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {obj.get('kind')!r} checkpoint, expected {kind!r}")
     try:
@@ -223,18 +232,40 @@ def load_module(path: str | os.PathLike[str], kind: str) -> tuple[nn.Module, dic
         module.load_state_dict(obj["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: cannot rebuild the {kind}: {exc}") from exc
-    return module.eval(), obj
+    return module.eval()
 
 
-def load_pair(folder: str | os.PathLike[str]) -> tuple[Encoder, Decoder]:
-    """Encoder and decoder from FOLDER/encoder.pt and FOLDER/decoder.pt, checked to match."""
+def load_module(path: str | os.PathLike[str], kind: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild an Encoder or Decoder from its checkpoint; returns (module in eval mode, payload)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    obj = read_file(path)
+    return build_module(obj, path, kind), obj
+
+
+@dataclass(frozen=True)
+class CheckpointPair:
+    """A verified encoder/decoder pair and the sha256 of exactly the bytes each was loaded from."""
+
+    encoder: Encoder
+    decoder: Decoder
+    sha256: dict[str, str]  # "encoder" / "decoder" -> sha256 of the file's bytes as read
+    paths: dict[str, Path]  # the files read (decoder: the pending half when a commit was interrupted)
+
+
+def load_checkpoints(folder: str | os.PathLike[str]) -> CheckpointPair:
+    """Encoder and decoder from FOLDER/encoder.pt and FOLDER/decoder.pt, each file read once and
+    checked to be one pair (config, run and epoch)."""
     folder = Path(folder)
-    encoder, enc = load_module(folder / ENCODER_FILE, "encoder")
-    decoder_path = folder / DECODER_FILE
-    if pending_path(decoder_path).is_file() and not same_unit(enc, read_file(decoder_path)):
+    enc_path, dec_path = folder / ENCODER_FILE, folder / DECODER_FILE
+    enc, enc_sha = read_checkpoint(enc_path)
+    encoder = build_module(enc, enc_path, "encoder")
+    dec, dec_sha = read_checkpoint(dec_path)
+    if pending_path(dec_path).is_file() and not same_unit(enc, dec):
         # a kill between the two renames of save_pair: the new decoder is whole, still pending
-        decoder_path = pending_path(decoder_path)
-    decoder, dec = load_module(decoder_path, "decoder")
+        dec_path = pending_path(dec_path)
+        dec, dec_sha = read_checkpoint(dec_path)
+    decoder = build_module(dec, dec_path, "decoder")
     if enc["config"] != dec["config"]:
         raise CheckpointError(f"encoder and decoder in {folder} have different configs: "
                               f"{enc['config']} vs {dec['config']}")
@@ -243,7 +274,14 @@ def load_pair(folder: str | os.PathLike[str]) -> tuple[Encoder, Decoder]:
                               f"(run {dec.get('run')}, epoch {dec.get('epoch')}) in {folder} are not one pair: a "
                               "write was interrupted or files were mixed; resume the training run (--resume) to "
                               "write both again, or restore both files")
-    return encoder, decoder  # type: ignore[return-value]
+    return CheckpointPair(encoder, decoder, {"encoder": enc_sha, "decoder": dec_sha},  # type: ignore[arg-type]
+                          {"encoder": enc_path, "decoder": dec_path})
+
+
+def load_pair(folder: str | os.PathLike[str]) -> tuple[Encoder, Decoder]:
+    """Encoder and decoder from FOLDER/encoder.pt and FOLDER/decoder.pt, checked to match."""
+    pair = load_checkpoints(folder)
+    return pair.encoder, pair.decoder
 
 
 def save_train_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

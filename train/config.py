@@ -1,7 +1,9 @@
 """Hyperparameters as dataclasses: `VAEConfig` rebuilds a model, `TrainConfig` reruns training.
 
 Both are saved (as plain dicts) inside every checkpoint, so a checkpoint alone is enough to
-rebuild its network and to resume the run that wrote it.
+rebuild its network and to resume the run that wrote it. Each setting is declared here once:
+its help text is the field's metadata, and `python -m edgevae.train` generates its flags from
+these fields and its defaults from `PRESETS`.
 """
 from __future__ import annotations
 
@@ -10,17 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with the help text (and choices) its command-line flag shows."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
 class VAEConfig:
     """Shape of the model: input_dim -> hidden (ReLU) -> latent, and back."""
 
-    image_shape: tuple[int, int] = (28, 28)
-    hidden: int = 200
-    latent: int = 20
-    likelihood: str = "bernoulli"  # "bernoulli" (BCE from logits) or "gaussian" (the book: MSE sum)
-    beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017); 1.0 is the ELBO
+    image_shape: tuple[int, int] = setting((28, 28), "image height and width; the data must match")
+    hidden: int = setting(200, "hidden units of the encoder and the decoder")
+    latent: int = setting(20, "latent dimensions")
+    likelihood: str = setting("bernoulli", "p(x|z): bernoulli (cross-entropy from logits) or gaussian "
+                              "(the book: MSE summed over pixels)", LIKELIHOODS)
+    beta: float = setting(1.0, "weight of the KL term (beta-VAE, Higgins et al. 2017); 1.0 is the ELBO")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
@@ -56,15 +65,17 @@ class TrainConfig:
     """How the model is trained. Defaults are the project's tuned setting (see README)."""
 
     model: VAEConfig = field(default_factory=VAEConfig)
-    lr: float = 1e-3
-    lr_final: float = 1e-4  # cosine decay from lr to lr_final over the run; equal values = constant
-    batch_size: int = 100
-    epochs: int = 200
-    seed: int = 0
-    binarize: bool = True  # bernoulli: resample binary pixels each batch (dynamic binarization)
-    train_limit: int = 0  # use only the first N training images (0 = all); for quick runs and tests
-    test_limit: int = 0  # likewise for the test set
-    iw_samples: int = 1000  # k for the importance-weighted log p(x) bound at the end (0 = skip)
+    lr: float = setting(1e-3, "Adam learning rate (the first epoch's, with the cosine schedule)")
+    lr_schedule: str = setting("cosine", "cosine: decay from lr to lr_final over the epochs; constant: lr "
+                               "throughout (lr_final unused)", LR_SCHEDULES)
+    lr_final: float = setting(1e-4, "the last epoch's learning rate under the cosine schedule")
+    batch_size: int = setting(100, "images per optimizer step")
+    epochs: int = setting(200, "passes over the training images")
+    seed: int = setting(0, "seed of the initial weights, the shuffling and the noise")
+    binarize: bool = setting(True, "bernoulli: resample binary pixels every batch (dynamic binarization)")
+    train_limit: int = setting(0, "use only the first N training images (0 = all); for quick runs and tests")
+    test_limit: int = setting(0, "use only the first N test images (0 = all)")
+    iw_samples: int = setting(1000, "k of the importance-weighted log p(x) measured at the end (0 = skip)")
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -72,8 +83,13 @@ class TrainConfig:
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_limit", "test_limit", "iw_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and self.lr_final > 0):
             raise ValueError(f"lr and lr_final must be > 0, got {self.lr}, {self.lr_final}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -84,6 +100,12 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
         d["model"] = VAEConfig.from_dict(d["model"])
+        if "lr_schedule" not in d:  # saved before the field existed: equal rates meant constant
+            d["lr_schedule"] = "constant" if d.get("lr") == d.get("lr_final") else "cosine"
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; expected a subset of {sorted(known)}")
         return cls(**d)
 
 
@@ -93,7 +115,7 @@ PRESETS: dict[str, TrainConfig] = {
     "book": TrainConfig(
         model=VAEConfig(likelihood="gaussian"),
         lr=3e-4,
-        lr_final=3e-4,
+        lr_schedule="constant",
         batch_size=32,
         epochs=30,
         binarize=False,

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from edgevae.runtime.atomic import write_bytes_atomic
+from edgevae.runtime.errors import EdgeVAEError
 
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "EDGEVAE_DATA_DIR"
+DATASETS = ("mnist", "idx")  # mnist: checksums verified; idx: any data in MNIST's format and file names
 SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 # md5 of the uncompressed files, as published with MNIST (and used by torchvision).
@@ -42,7 +44,7 @@ HOW_TO_GET = (
 )
 
 
-class DataError(RuntimeError):
+class DataError(EdgeVAEError):
     """The data folder is missing, incomplete or holds a corrupt file."""
 
 
@@ -101,17 +103,18 @@ def parse_idx(raw: bytes, path: Path, expect_ndim: int) -> np.ndarray:
 
 
 def load_split(
-    data_dir: str | os.PathLike[str] | None, split: str, dataset: str = "auto"
+    data_dir: str | os.PathLike[str] | None, split: str, dataset: str = "mnist"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, H, W) uint8 and labels (N,) uint8 of `split` ('train' or 'test').
 
-    dataset: 'mnist' verifies the published checksums; 'idx' accepts any MNIST-format data;
-    'auto' verifies when the folder has the torchvision MNIST layout (ROOT/MNIST/raw).
+    The files are found by MNIST's names, in ROOT/MNIST/raw, ROOT/raw or ROOT. dataset 'mnist'
+    (default) verifies each against the published checksum, whatever the folder's layout; 'idx'
+    reads any data in MNIST's format under those names (Fashion-MNIST, your own) unchecked.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    if dataset not in ("auto", "mnist", "idx"):
-        raise ValueError(f"dataset must be 'auto', 'mnist' or 'idx', got {dataset!r}")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     root = resolve_data_dir(data_dir)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist. {HOW_TO_GET}")
@@ -119,13 +122,12 @@ def load_split(
     for stem, ndim in zip(SPLITS[split], (3, 1)):
         path = find_idx_file(root, stem)
         raw = read_bytes(path)
-        verify = dataset == "mnist" or (dataset == "auto" and path.parent.parts[-2:] == ("MNIST", "raw"))
-        digest = hashlib.md5(raw).hexdigest()
-        if verify and digest != MNIST_MD5[stem]:
+        digest = hashlib.md5(raw).hexdigest() if dataset == "mnist" else None
+        if digest is not None and digest != MNIST_MD5[stem]:
             raise DataError(
                 f"corrupt data file {path}: md5 of its content is {digest}, the published MNIST "
                 f"value is {MNIST_MD5[stem]}. Delete it and fetch it again. {HOW_TO_GET} "
-                "(For another IDX data set use dataset 'idx'.)"
+                "(For another data set in MNIST's format, such as Fashion-MNIST, pass --dataset idx.)"
             )
         arrays.append(parse_idx(raw, path, ndim))
     images, labels = arrays

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from edgevae.runtime.atomic import remove_stale_temps, write_bytes_atomic
+from edgevae.runtime.devices import resolve_device
 from edgevae.runtime.images import save_grid
 
 from . import checkpoint
@@ -39,16 +40,29 @@ SAMPLES_FILE = "samples.png"
 SAMPLE_SEED = 0
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without CUDA is an error."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False "
-                           f"(torch {torch.__version__}); use --device cpu")
-    return torch.device(device)
+def resolve_torch_device(device: str) -> torch.device:
+    """The torch device for 'auto', 'cpu' or 'cuda' (edgevae.runtime.devices: the one definition)."""
+    return torch.device(resolve_device(device, torch.cuda.is_available(),
+                                       f"torch {torch.__version__} sees no GPU (torch.cuda.is_available() is False)",
+                                       "install a CUDA build of torch on a machine with a GPU"))
+
+
+def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """CheckpointError when OUT already holds a run and neither --resume nor --overwrite says what to do
+    with it: the default OUT is the committed release, which a plain rerun must not silently replace."""
+    if resume or overwrite or not out.is_dir():
+        return
+    held = [name for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE, METRICS_FILE)
+            if (out / name).exists()]
+    if not held:
+        return
+    try:
+        finished = bool(json.loads((out / METRICS_FILE).read_text()).get("complete"))
+    except (OSError, ValueError, AttributeError):
+        finished = False
+    kind = "a finished run" if finished else "an unfinished run"
+    raise CheckpointError(f"{out} already holds {kind} ({', '.join(held)}); pass --resume to continue it, "
+                          "--overwrite to replace it, or --out to train elsewhere")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -57,8 +71,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
-    """Cosine decay from lr to lr_final across the epochs (constant when they are equal)."""
-    if config.epochs == 1:
+    """The epoch's learning rate: cosine decay from lr to lr_final across the epochs, or lr throughout."""
+    if config.lr_schedule == "constant" or config.epochs == 1:
         return config.lr
     t = epoch / (config.epochs - 1)
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * t))
@@ -74,11 +88,15 @@ def load_images(data_dir: str | os.PathLike[str] | None, split: str, limit: int,
 
 
 def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str],
-                 device: str = "auto", resume: bool = False, dataset: str = "auto",
-                 progress: bool = True) -> dict[str, Any]:
-    """Train per `config`; returns the metrics dict also written to OUT/metrics.json."""
+                 device: str = "auto", resume: bool = False, dataset: str = "mnist",
+                 progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Train per `config`; returns the metrics dict also written to OUT/metrics.json.
+
+    An OUT that already holds a run is refused unless `resume` (continue it) or `overwrite` (replace it).
+    """
     out = Path(out_dir)
-    dev = resolve_device(device)
+    check_out_dir(out, resume, overwrite)
+    dev = resolve_torch_device(device)
     logger.info("device: %s", dev)
     train_x = load_images(data_dir, "train", config.train_limit, dataset, dev)
     test_x = prepare_eval_images(load_images(data_dir, "test", config.test_limit, dataset, dev),
@@ -103,7 +121,7 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
     state_path = out / checkpoint.STATE_FILE
     if resume and state_path.is_file():
         state = checkpoint.load_train_state(state_path)
-        if state["train_config"] != config.to_dict():
+        if TrainConfig.from_dict(state["train_config"]) != config:
             raise CheckpointError(f"{state_path} was written by a run with a different config:\n"
                                   f"  saved:     {state['train_config']}\n  requested: {config.to_dict()}")
         encoder.load_state_dict(state["encoder"])
