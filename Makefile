@@ -9,7 +9,7 @@ DATA_DIR    ?= $(EDGEVAE_DATA_DIR)
 TRAIN_ARGS  ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv train export ship test bench ood compat cuda-check cuda-venv clean
+.PHONY: venv train export ship test lint wheel bench ood compat cuda-check cuda-venv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,18 @@ ship: export
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff (rules and formatting, settings in pyproject.toml) and mypy on the runtime
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## wheel: dist/edgevae-VERSION-py3-none-any.whl, the file to copy to a device (README, "Install on a device")
+wheel: venv
+	rm -rf dist
+	$(BIN)/python -m pip wheel --no-deps -q -w dist .
+	@ls dist/*.whl
 
 bench: venv
 	$(BIN)/python bench/run.py

@@ -7,6 +7,7 @@ Checks that device="cuda" raises DeviceError, that device="auto" falls back to t
 logged warning, and writes samples, reconstructions and likelihoods to OUT.npy so that the caller
 can compare them with the CPU build's (tests/test_cuda_wheel.py). Exits non-zero on any failure.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,9 @@ from edgevae.runtime import VAE, DeviceError
 
 
 def main() -> int:
-    assert ort.get_device() == "GPU" or "CUDAExecutionProvider" in ort.get_available_providers(), \
+    assert ort.get_device() == "GPU" or "CUDAExecutionProvider" in ort.get_available_providers(), (
         f"not the GPU wheel: providers {ort.get_available_providers()}"
+    )
     print("onnxruntime", ort.__version__, "providers", ort.get_available_providers())
     try:
         VAE(device="cuda")
@@ -40,8 +42,13 @@ def main() -> int:
     if vae.device != "cpu" or not any("CUDA provider failed to load" in w for w in warned):
         return 1
     real = np.load("export/fixtures/mnist_test_256.npy")[:32]
-    out = np.concatenate([vae.sample(32, seed=0).reshape(32, -1), vae.reconstruct(real).reshape(32, -1),
-                          vae.log_likelihood(real, k=8, seed=0)[:, None].repeat(784, axis=1)]).astype(np.float64)
+    out = np.concatenate(
+        [
+            vae.sample(32, seed=0).reshape(32, -1),
+            vae.reconstruct(real).reshape(32, -1),
+            vae.log_likelihood(real, k=8, seed=0)[:, None].repeat(784, axis=1),
+        ]
+    ).astype(np.float64)
     np.save(sys.argv[1], out)
     return 0
 

@@ -7,6 +7,7 @@ the runtime (CPU), prints a Markdown table (rows: sets; columns: scores) with th
 AUROC for several k, and the cost of `score` per image at the default k, and writes
 artifacts/ood.json. AUROC: higher score = more unusual; 1.0 separates perfectly, 0.5 is chance.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,28 +45,48 @@ def main() -> None:
     base = vae.score_inputs(normal, k=k0)
     per_image_ms = (time.perf_counter() - t0) / len(normal) * 1e3
     unusual = {name: vae.score_inputs(x, k=k0) for name, x in sets.items()}
-    table = {name: {s: auroc(vae.score_stats.compute(s, *base), vae.score_stats.compute(s, *u)) for s in SCORES}
-             for name, u in unusual.items()}
+    table = {
+        name: {s: auroc(vae.score_stats.compute(s, *base), vae.score_stats.compute(s, *u)) for s in SCORES}
+        for name, u in unusual.items()
+    }
     sweep = {}
     for k in K_SWEEP:
         b = vae.score_inputs(normal, k=k)
-        sweep[k] = {name: auroc(vae.score_stats.compute(DEFAULT_SCORE, *b),
-                                vae.score_stats.compute(DEFAULT_SCORE, *vae.score_inputs(x, k=k)))
-                    for name, x in sets.items()}
+        sweep[k] = {
+            name: auroc(
+                vae.score_stats.compute(DEFAULT_SCORE, *b),
+                vae.score_stats.compute(DEFAULT_SCORE, *vae.score_inputs(x, k=k)),
+            )
+            for name, x in sets.items()
+        }
     order = [DEFAULT_SCORE] + [s for s in SCORES if s != DEFAULT_SCORE]
-    lines = [f"| unusual set ({args.per_set} images) vs {args.normal} MNIST test digits | "
-             + " | ".join(f"`{s}`" + (" (default)" if s == DEFAULT_SCORE else "") for s in order) + " |",
-             "|---|" + "---:|" * len(order)]
+    lines = [
+        f"| unusual set ({args.per_set} images) vs {args.normal} MNIST test digits | "
+        + " | ".join(f"`{s}`" + (" (default)" if s == DEFAULT_SCORE else "") for s in order)
+        + " |",
+        "|---|" + "---:|" * len(order),
+    ]
     lines += [f"| {name} | " + " | ".join(f"{row[s]:.4f}" for s in order) + " |" for name, row in table.items()]
     lines += ["| **worst** | " + " | ".join(f"**{min(r[s] for r in table.values()):.4f}**" for s in order) + " |"]
-    lines += ["", f"`{DEFAULT_SCORE}` AUROC by k (importance samples):", "",
-              "| set | " + " | ".join(f"k={k}" for k in K_SWEEP) + " |", "|---|" + "---:|" * len(K_SWEEP)]
+    lines += [
+        "",
+        f"`{DEFAULT_SCORE}` AUROC by k (importance samples):",
+        "",
+        "| set | " + " | ".join(f"k={k}" for k in K_SWEEP) + " |",
+        "|---|" + "---:|" * len(K_SWEEP),
+    ]
     lines += [f"| {name} | " + " | ".join(f"{sweep[k][name]:.4f}" for k in K_SWEEP) + " |" for name in sets]
     lines += ["", f"`score` costs {per_image_ms:.2f} ms per image at k={k0} (1 thread, CPU, batch {args.normal})."]
     print("\n".join(lines))
-    result = {"normal": args.normal, "per_set": args.per_set, "k": k0, "auroc": table,
-              "default_score_auroc_by_k": {str(k): v for k, v in sweep.items()},
-              "score_ms_per_image": per_image_ms, "model": str(vae.files.folder)}
+    result = {
+        "normal": args.normal,
+        "per_set": args.per_set,
+        "k": k0,
+        "auroc": table,
+        "default_score_auroc_by_k": {str(k): v for k, v in sweep.items()},
+        "score_ms_per_image": per_image_ms,
+        "model": str(vae.files.folder),
+    }
     write_bytes_atomic(args.out, (json.dumps(result, indent=2) + "\n").encode())
 
 

@@ -12,6 +12,7 @@ installed sizes, many small requests from several threads, and export time and f
 
 Writes artifacts/bench.json and artifacts/bench.md, and prints the Markdown.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def contenders(quick: bool, threads: str) -> list[tuple[str, list[str]]]:
     """(name, worker arguments) of every timed contender (torch.compile at 1 thread only: it
     compiles for about 40 s per process and was slower than eager at every size measured)."""
     out = [("torch", ["torch"]), ("bare", ["bare"])]
-    out += [(f"runtime-{v}", ["runtime", "--variant", v] + (["--cells", all_cells((1, 64))] if v == "b1" else []))
-            for v in VARIANTS]
+    out += [
+        (f"runtime-{v}", ["runtime", "--variant", v] + (["--cells", all_cells((1, 64))] if v == "b1" else []))
+        for v in VARIANTS
+    ]
     if not quick and threads == "1":
         out.append(("torch-compile", ["torch-compile", "--cells", "decoder/1,decoder/1024,sample/1"]))
     return out
@@ -64,8 +67,12 @@ def run_worker(args: list[str], env: dict[str, str] | None = None) -> dict[str, 
 
 def summarize(times: list[float]) -> dict[str, float]:
     a = np.asarray(times)
-    return {"median_s": float(np.median(a)), "p10_s": float(np.percentile(a, 10)),
-            "p90_s": float(np.percentile(a, 90)), "calls": int(a.size)}
+    return {
+        "median_s": float(np.median(a)),
+        "p10_s": float(np.percentile(a, 10)),
+        "p90_s": float(np.percentile(a, 90)),
+        "calls": int(a.size),
+    }
 
 
 def cpu_name() -> str:
@@ -81,7 +88,7 @@ def time_contenders(rounds: int, threads_list: list[str], quick: bool, budget: f
     for threads in threads_list:
         cast = contenders(quick, threads)
         for r in range(rounds):
-            order = cast[r % len(cast):] + cast[: r % len(cast)]  # rotate: every contender goes first once
+            order = cast[r % len(cast) :] + cast[: r % len(cast)]  # rotate: every contender goes first once
             if r % 2:
                 order = order[::-1]
             for name, args in order:
@@ -93,8 +100,10 @@ def time_contenders(rounds: int, threads_list: list[str], quick: bool, budget: f
                 for cell, times in got.items():
                     cells.setdefault(cell, []).extend(times)
             print(f"  threads {threads}: round {r + 1}/{rounds} done", file=sys.stderr)
-    stats = {t: {name: {cell: summarize(v) for cell, v in cells.items()} for name, cells in by.items()}
-             for t, by in pooled.items()}
+    stats = {
+        t: {name: {cell: summarize(v) for cell, v in cells.items()} for name, cells in by.items()}
+        for t, by in pooled.items()
+    }
     return {"stats": stats, "errors": errors}
 
 
@@ -105,25 +114,34 @@ def measure_gemm(threads_list: list[int], rounds: int) -> dict[str, Any]:
         for _ in range(rounds):
             for cell, times in run_worker(["gemm", "--threads", str(threads)], env=GEMM_ENV).items():
                 pooled.setdefault(cell, []).extend(times)
-        flops = {"numpy-decoder-gemms": DECODER_FLOP, "onnxruntime-decoder-gemms": DECODER_FLOP,
-                 "numpy-square-1024": SQUARE_FLOP}
-        out[str(threads)] = {cell: {**summarize(t), "gflops": flops[cell] / float(np.median(t)) / 1e9}
-                             for cell, t in pooled.items()}
+        flops = {
+            "numpy-decoder-gemms": DECODER_FLOP,
+            "onnxruntime-decoder-gemms": DECODER_FLOP,
+            "numpy-square-1024": SQUARE_FLOP,
+        }
+        out[str(threads)] = {
+            cell: {**summarize(t), "gflops": flops[cell] / float(np.median(t)) / 1e9} for cell, t in pooled.items()
+        }
     from threadpoolctl import threadpool_info
 
-    out["blas"] = [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-                   for i in threadpool_info()]
+    out["blas"] = [
+        {k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for i in threadpool_info()
+    ]
     return out
 
 
 # The child reports its own time from first import to first sample, and VmHWM: the peak resident set
 # of its own image (getrusage's maxrss would include the parent's pages copied before exec).
 HWM = "import re; print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
-COLD_RUNTIME = ("import time; t = time.perf_counter(); from edgevae.runtime import VAE; "
-                "VAE(device='cpu').sample(1, seed=0); print(time.perf_counter() - t); " + HWM)
-COLD_TORCH = ("import time; t = time.perf_counter(); import torch; from edgevae.train import checkpoint; "
-              "e, d = checkpoint.load_pair('artifacts/checkpoints'); g = torch.Generator().manual_seed(0); "
-              "torch.sigmoid(d(torch.randn((1, 20), generator=g))); print(time.perf_counter() - t); " + HWM)
+COLD_RUNTIME = (
+    "import time; t = time.perf_counter(); from edgevae.runtime import VAE; "
+    "VAE(device='cpu').sample(1, seed=0); print(time.perf_counter() - t); " + HWM
+)
+COLD_TORCH = (
+    "import time; t = time.perf_counter(); import torch; from edgevae.train import checkpoint; "
+    "e, d = checkpoint.load_pair('artifacts/checkpoints'); g = torch.Generator().manual_seed(0); "
+    "torch.sigmoid(d(torch.randn((1, 20), generator=g))); print(time.perf_counter() - t); " + HWM
+)
 
 
 def cold_start(rounds: int) -> dict[str, Any]:
@@ -140,8 +158,13 @@ def cold_start(rounds: int) -> dict[str, Any]:
             entry.setdefault("process_wall_s", []).append(wall)
             entry.setdefault("import_to_first_sample_s", []).append(inner)
             entry.setdefault("peak_rss_mib", []).append(hwm)
-    return {name: {k: {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)),
-                       "p90": float(np.percentile(v, 90))} for k, v in d.items()} for name, d in result.items()}
+    return {
+        name: {
+            k: {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)), "p90": float(np.percentile(v, 90))}
+            for k, v in d.items()
+        }
+        for name, d in result.items()
+    }
 
 
 def dist_size(name: str, seen: set[str]) -> int:
@@ -169,10 +192,15 @@ def dist_size(name: str, seen: set[str]) -> int:
 def installed_sizes() -> dict[str, float]:
     """MiB installed by `edgevae[cpu]` (edgevae's runtime package, numpy, onnxruntime and its
     requirements) and by torch (with its requirements), measured in this venv."""
-    runtime_pkg = sum(p.stat().st_size for p in (REPO / "runtime").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    runtime_pkg = sum(
+        p.stat().st_size for p in (REPO / "runtime").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
     cpu = runtime_pkg + dist_size("onnxruntime", set()) + dist_size("numpy", {"onnxruntime"})
-    return {"edgevae[cpu]_mib": cpu / 2**20, "torch_mib": dist_size("torch", set()) / 2**20,
-            "edgevae_runtime_package_mib": runtime_pkg / 2**20}
+    return {
+        "edgevae[cpu]_mib": cpu / 2**20,
+        "torch_mib": dist_size("torch", set()) / 2**20,
+        "edgevae_runtime_package_mib": runtime_pkg / 2**20,
+    }
 
 
 def export_figures() -> dict[str, Any]:
@@ -196,15 +224,20 @@ def cell_text(stat: dict[str, float] | None) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"Machine: {report['machine']}. Per-call times in microseconds: median (p10-p90), pooled over "
-             f"{report['rounds']} alternating rounds, each contender in its own process.", ""]
+    lines = [
+        f"Machine: {report['machine']}. Per-call times in microseconds: median (p10-p90), pooled over "
+        f"{report['rounds']} alternating rounds, each contender in its own process.",
+        "",
+    ]
     names = ["torch", "torch-compile", "bare"] + [f"runtime-{v}" for v in VARIANTS]
     for threads, by in report["timing"]["stats"].items():
         present = [n for n in names if n in by]
-        title = ("each contender's default threads (torch and onnxruntime: one per core; the runtime: "
-                 "threads=None)" if threads == "default" else f"{threads} thread{'s' if threads != '1' else ''}")
-        lines += [f"### {title}", "",
-                  "| op / batch | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
+        title = (
+            "each contender's default threads (torch and onnxruntime: one per core; the runtime: threads=None)"
+            if threads == "default"
+            else f"{threads} thread{'s' if threads != '1' else ''}"
+        )
+        lines += [f"### {title}", "", "| op / batch | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
         for op in OPS:
             for b in BATCHES:
                 cell = f"{op}/{b}"
@@ -216,44 +249,90 @@ def render(report: dict[str, Any]) -> str:
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['threads']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
     c, s = report["cold_start"], report["installed"]
-    lines += ["", "### Cold start (new process: import, load, first sample) and size", "",
-              "| path | process wall s | import to first sample s | peak RSS MiB | installed MiB |", "|---|---:|---:|---:|---:|",
-              f"| edgevae runtime | {c['runtime']['process_wall_s']['median']:.3f} | "
-              f"{c['runtime']['import_to_first_sample_s']['median']:.3f} | {c['runtime']['peak_rss_mib']['median']:.0f} | "
-              f"{s['edgevae[cpu]_mib']:.0f} |",
-              f"| torch | {c['torch']['process_wall_s']['median']:.3f} | {c['torch']['import_to_first_sample_s']['median']:.3f} | "
-              f"{c['torch']['peak_rss_mib']['median']:.0f} | {s['torch_mib']:.0f} |", ""]
-    lines += ["### GEMM rate (batch 1024)", "", "| threads | numpy decoder GEMMs | onnxruntime MatMul | numpy 1024^3 | "
-              "runtime fp32 decoder | decoder / best same-shape GEMM |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "### Cold start (new process: import, load, first sample) and size",
+        "",
+        "| path | process wall s | import to first sample s | peak RSS MiB | installed MiB |",
+        "|---|---:|---:|---:|---:|",
+        f"| edgevae runtime | {c['runtime']['process_wall_s']['median']:.3f} | "
+        f"{c['runtime']['import_to_first_sample_s']['median']:.3f} | {c['runtime']['peak_rss_mib']['median']:.0f} | "
+        f"{s['edgevae[cpu]_mib']:.0f} |",
+        f"| torch | {c['torch']['process_wall_s']['median']:.3f} | "
+        f"{c['torch']['import_to_first_sample_s']['median']:.3f} | "
+        f"{c['torch']['peak_rss_mib']['median']:.0f} | {s['torch_mib']:.0f} |",
+        "",
+    ]
+    lines += [
+        "### GEMM rate (batch 1024)",
+        "",
+        "| threads | numpy decoder GEMMs | onnxruntime MatMul | numpy 1024^3 | "
+        "runtime fp32 decoder | decoder / best same-shape GEMM |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for threads, g in report["gemm"].items():
         if threads == "blas":
             continue
-        lines.append(f"| {threads} | {g['numpy-decoder-gemms']['gflops']:.1f} GFLOP/s | "
-                     f"{g['onnxruntime-decoder-gemms']['gflops']:.1f} | {g['numpy-square-1024']['gflops']:.1f} | "
-                     f"{g['decoder_gflops']:.1f} | {g['decoder_fraction_of_best']:.0%} |")
+        lines.append(
+            f"| {threads} | {g['numpy-decoder-gemms']['gflops']:.1f} GFLOP/s | "
+            f"{g['onnxruntime-decoder-gemms']['gflops']:.1f} | {g['numpy-square-1024']['gflops']:.1f} | "
+            f"{g['decoder_gflops']:.1f} | {g['decoder_fraction_of_best']:.0%} |"
+        )
     tp = report["timing"].get("throughput", {})
     if tp:
         kinds = list(dict.fromkeys(k.rsplit("/", 1)[0] for k in tp))
         counts = list(dict.fromkeys(k.rsplit("/", 1)[1] for k in tp))
-        lines += ["", "### Many requests on one VAE (threads=1 sessions) from N Python threads: requests/s (median of 3)", "",
-                  "| request | " + " | ".join(f"N={n}" for n in counts) + " |", "|---|" + "---:|" * len(counts)]
-        lines += [f"| {kind} | " + " | ".join(f"{float(np.median(tp[f'{kind}/{n}'])):,.0f}" for n in counts) + " |"
-                  for kind in kinds]
+        lines += [
+            "",
+            "### Many requests on one VAE (threads=1 sessions) from N Python threads: requests/s (median of 3)",
+            "",
+            "| request | " + " | ".join(f"N={n}" for n in counts) + " |",
+            "|---|" + "---:|" * len(counts),
+        ]
+        lines += [
+            f"| {kind} | " + " | ".join(f"{float(np.median(tp[f'{kind}/{n}'])):,.0f}" for n in counts) + " |"
+            for kind in kinds
+        ]
     e = report["export"]
-    lines += ["", f"Export (build, validate, variants, golden vectors, score statistics, write): {e['export_seconds']:.1f} s."]
+    lines += [
+        "",
+        f"Export (build, validate, variants, golden vectors, score statistics, write): {e['export_seconds']:.1f} s.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for threads, by in report["timing"]["stats"].items():
+
         def med(name: str, cell: str, by: dict[str, Any] = by) -> float:
             return by.get(name, {}).get(cell, {}).get("median_s", float("nan"))
+
         checks = [
-            ("decode(z) batch 1 >= 2.5x faster than torch eager", med("torch", "decoder/1") / med("runtime-fp32", "decoder/1"), 2.5, ">="),
-            ("decode(z) batch 1 <= 1.2x a bare session.run", med("runtime-fp32", "decoder/1") / med("bare", "decoder/1"), 1.2, "<="),
-            ("sample(1, seed) >= 1.5x faster than torch eager", med("torch", "sample/1") / med("runtime-fp32", "sample/1"), 1.5, ">="),
-            ("int8 decoder batch 1024 >= 2.5x faster than torch fp32", med("torch", "decoder/1024") / med("runtime-int8", "decoder/1024"), 2.5, ">="),
+            (
+                "decode(z) batch 1 >= 2.5x faster than torch eager",
+                med("torch", "decoder/1") / med("runtime-fp32", "decoder/1"),
+                2.5,
+                ">=",
+            ),
+            (
+                "decode(z) batch 1 <= 1.2x a bare session.run",
+                med("runtime-fp32", "decoder/1") / med("bare", "decoder/1"),
+                1.2,
+                "<=",
+            ),
+            (
+                "sample(1, seed) >= 1.5x faster than torch eager",
+                med("torch", "sample/1") / med("runtime-fp32", "sample/1"),
+                1.5,
+                ">=",
+            ),
+            (
+                "int8 decoder batch 1024 >= 2.5x faster than torch fp32",
+                med("torch", "decoder/1024") / med("runtime-int8", "decoder/1024"),
+                2.5,
+                ">=",
+            ),
         ]
         g = report["gemm"][threads if threads != "default" else str(max(report["threads"]))]
         best = max(g["numpy-decoder-gemms"]["gflops"], g["onnxruntime-decoder-gemms"]["gflops"])
@@ -264,12 +343,24 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             shown = f"{value:.0%}" if "GEMM" in name else f"{value:.2f}x"
             out.append({"target": name, "threads": threads, "measured": shown, "value": value, "met": bool(met)})
     c = report["cold_start"]["runtime"]
-    out.append({"target": "cold start < 0.25 s (process wall)", "threads": "default",
-                "measured": f"{c['process_wall_s']['median']:.3f} s", "value": c["process_wall_s"]["median"],
-                "met": c["process_wall_s"]["median"] < 0.25})
-    out.append({"target": "cold start peak RSS < 80 MiB", "threads": "default",
-                "measured": f"{c['peak_rss_mib']['median']:.0f} MiB", "value": c["peak_rss_mib"]["median"],
-                "met": c["peak_rss_mib"]["median"] < 80})
+    out.append(
+        {
+            "target": "cold start < 0.25 s (process wall)",
+            "threads": "default",
+            "measured": f"{c['process_wall_s']['median']:.3f} s",
+            "value": c["process_wall_s"]["median"],
+            "met": c["process_wall_s"]["median"] < 0.25,
+        }
+    )
+    out.append(
+        {
+            "target": "cold start peak RSS < 80 MiB",
+            "threads": "default",
+            "measured": f"{c['peak_rss_mib']['median']:.0f} MiB",
+            "value": c["peak_rss_mib"]["median"],
+            "met": c["peak_rss_mib"]["median"] < 80,
+        }
+    )
     return out
 
 
@@ -278,22 +369,28 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per contender (default: 3)")
     p.add_argument("--budget", type=float, default=0.25, help="timed seconds per cell per round (default: 0.25)")
     p.add_argument("--quick", action="store_true", help="skip torch.compile (about 40 s of compiling per process)")
-    p.add_argument("--out", default=str(REPO / "artifacts"), help="folder for bench.json and bench.md (default: artifacts)")
+    p.add_argument(
+        "--out", default=str(REPO / "artifacts"), help="folder for bench.json and bench.md (default: artifacts)"
+    )
     args = p.parse_args()
     cpus = os.cpu_count() or 1
     threads_list = sorted({1, cpus})
     # The parent stays small (no torch, no onnxruntime): cold-start children are spawned from it.
     report: dict[str, Any] = {
         "machine": f"{cpu_name()}, {cpus} cores, Linux {platform.release()}, Python {platform.python_version()}, "
-                   f"onnxruntime {md.version('onnxruntime')}, torch {md.version('torch')}, numpy {np.__version__}",
-        "rounds": args.rounds, "threads": threads_list}
+        f"onnxruntime {md.version('onnxruntime')}, torch {md.version('torch')}, numpy {np.__version__}",
+        "rounds": args.rounds,
+        "threads": threads_list,
+    }
     # An installed wheel has its bytecode compiled by pip; an editable checkout may not (this
     # environment sets PYTHONDONTWRITEBYTECODE), so compile it once, as pip would.
     subprocess.run([sys.executable, "-m", "compileall", "-q", "runtime", "train", "export"], cwd=REPO, check=True)
     print("cold start ...", file=sys.stderr)
     report["cold_start"] = cold_start(max(5, args.rounds))
     print("timing contenders ...", file=sys.stderr)
-    report["timing"] = time_contenders(args.rounds, [str(t) for t in threads_list] + ["default"], args.quick, args.budget)
+    report["timing"] = time_contenders(
+        args.rounds, [str(t) for t in threads_list] + ["default"], args.quick, args.budget
+    )
     report["timing"]["throughput"] = run_worker(["throughput"])
     print("GEMM rates, sizes, export ...", file=sys.stderr)
     report["gemm"] = measure_gemm(threads_list, args.rounds)

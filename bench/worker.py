@@ -7,6 +7,7 @@ fp32 graphs), runtime (edgevae's VAE, --variant), gemm (numpy sgemm and an onnxr
 decoder's shapes and a square 1024^3), threads-throughput (many small requests on one VAE), cold
 (cold start: the parent times it). Prints one JSON object: {cell: [seconds per call, ...]}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,6 +74,7 @@ def torch_cells(threads: int | None, compiled: bool) -> dict[str, Callable[[int]
         def run() -> object:
             gen.manual_seed(batch)
             return torch.sigmoid(dec(torch.randn((batch, 20), generator=gen)))
+
         return run
 
     def reconstruct(batch: int) -> Callable[[], object]:
@@ -100,7 +102,9 @@ def bare_cells(threads: int | None) -> dict[str, Callable[[int], Callable[[], ob
         return lambda: dec.run(["mean"], {"z": z})
 
     def sample(batch: int) -> Callable[[], object]:
-        return lambda: dec.run(["mean"], {"z": np.random.default_rng(batch).standard_normal((batch, 20), dtype=np.float32)})
+        return lambda: dec.run(
+            ["mean"], {"z": np.random.default_rng(batch).standard_normal((batch, 20), dtype=np.float32)}
+        )
 
     def reconstruct(batch: int) -> Callable[[], object]:
         x = inputs(batch)[0]
@@ -151,10 +155,12 @@ def gemm_cells(threads: int) -> dict[str, list[float]]:
         out["numpy-decoder-gemms"] = time_calls(lambda: (z @ w1) @ w2, 0.5)
         out["numpy-square-1024"] = time_calls(lambda: a @ a, 0.5, 200)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["z", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])], "gemms",
+        [helper.make_node("MatMul", ["z", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])],
+        "gemms",
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 20])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 784])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -213,11 +219,15 @@ def throughput(threads_list: list[int], seconds: float = 1.0) -> dict[str, list[
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("contender", choices=["torch", "torch-compile", "bare", "runtime", "gemm", "throughput", "cold"])
-    p.add_argument("--threads", default="1",
-                   help="intra-op threads, or 'default' for each contender's own default (default: 1)")
+    p.add_argument(
+        "--threads", default="1", help="intra-op threads, or 'default' for each contender's own default (default: 1)"
+    )
     p.add_argument("--variant", default="fp32", help="runtime variant (default: fp32)")
-    p.add_argument("--cells", default=",".join(f"{o}/{b}" for o in OPS for b in BATCHES),
-                   help="op/batch pairs (default: every op at 1, 64 and 1024)")
+    p.add_argument(
+        "--cells",
+        default=",".join(f"{o}/{b}" for o in OPS for b in BATCHES),
+        help="op/batch pairs (default: every op at 1, 64 and 1024)",
+    )
     p.add_argument("--budget", type=float, default=0.25, help="seconds of timed calls per cell (default: 0.25)")
     args = p.parse_args()
     threads = None if args.threads == "default" else int(args.threads)
@@ -233,9 +243,13 @@ def main() -> None:
         result = {"in_process_s": time.perf_counter() - t0}
     else:
         try:
-            makers = (torch_cells(threads, args.contender == "torch-compile") if args.contender.startswith("torch")
-                      else bare_cells(threads) if args.contender == "bare"
-                      else runtime_cells(threads, args.variant))
+            makers = (
+                torch_cells(threads, args.contender == "torch-compile")
+                if args.contender.startswith("torch")
+                else bare_cells(threads)
+                if args.contender == "bare"
+                else runtime_cells(threads, args.variant)
+            )
             result = {}
             for cell in args.cells.split(","):
                 op, batch = cell.split("/")

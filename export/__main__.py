@@ -10,6 +10,7 @@ graphs, golden.npz + golden.json (for `edgevae selftest`), score_stats.json (for
 manifest.json (checksums, signatures, parity figures) and samples.png (64 digits decoded by ONNX
 Runtime from fixed noise, seed 0). A missing or corrupt checkpoint, or a failed check, writes nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,18 +26,28 @@ from edgevae.train import require_torch
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edgevae.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m edgevae.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--version", action="version", version=f"edgevae {__version__}")
-    p.add_argument("--checkpoints", default="artifacts/checkpoints",
-                   help="folder with encoder.pt and decoder.pt (default: artifacts/checkpoints)")
+    p.add_argument(
+        "--checkpoints",
+        default="artifacts/checkpoints",
+        help="folder with encoder.pt and decoder.pt (default: artifacts/checkpoints)",
+    )
     p.add_argument("--out", default="artifacts/onnx", help="output folder (default: artifacts/onnx)")
     p.add_argument("--opset", type=int, default=contract.OPSET, help=f"ONNX opset (default: {contract.OPSET})")
-    add_device_argument(p, "execution providers to validate on: cpu; cuda (CPU and CUDA); auto (CPU, plus CUDA "
-                           "when onnxruntime has it). Tracing always runs on the CPU. (default: auto)")
-    p.add_argument("--score-images", default=None,
-                   help="normal images (.npy, any accepted shape) for the score statistics; give this for a model "
-                        "trained on other data (default: 2000 MNIST training digits shipped with the exporter)")
+    add_device_argument(
+        p,
+        "execution providers to validate on: cpu; cuda (CPU and CUDA); auto (CPU, plus CUDA "
+        "when onnxruntime has it). Tracing always runs on the CPU. (default: auto)",
+    )
+    p.add_argument(
+        "--score-images",
+        default=None,
+        help="normal images (.npy, any accepted shape) for the score statistics; give this for a model "
+        "trained on other data (default: 2000 MNIST training digits shipped with the exporter)",
+    )
     p.add_argument("--no-samples", action="store_true", help="skip samples.png")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
@@ -48,9 +59,12 @@ def resolve_validation_devices(device: str) -> list[str]:
 
     available = ort.get_available_providers()
     cuda = PROVIDERS[CUDA_DEVICE]
-    resolved = resolve_device(device, cuda in available,
-                              f"onnxruntime {ort.__version__} has no {cuda} (it lists {', '.join(available)})",
-                              "install edgevae[gpu] on a machine with CUDA")
+    resolved = resolve_device(
+        device,
+        cuda in available,
+        f"onnxruntime {ort.__version__} has no {cuda} (it lists {', '.join(available)})",
+        "install edgevae[gpu] on a machine with CUDA",
+    )
     return [CPU_DEVICE, CUDA_DEVICE] if resolved == CUDA_DEVICE else [CPU_DEVICE]
 
 

@@ -4,6 +4,7 @@ Computed through the exported graphs themselves (the runtime's own code path, CP
 2000 MNIST training digits shipped with the exporter (a seeded random subset of the 60,000), or on
 images the caller gives (`--score-images FILE.npy` for a model trained on other data).
 """
+
 from __future__ import annotations
 
 from importlib import resources
@@ -26,8 +27,13 @@ def load_normal_images() -> np.ndarray:
         return npz["images"]
 
 
-def calibrate_scores(files: ModelFiles, images: np.ndarray | None = None, source: str | None = None,
-                     k: int = SCORE_K, seed: int = SCORE_SEED) -> ScoreStats:
+def calibrate_scores(
+    files: ModelFiles,
+    images: np.ndarray | None = None,
+    source: str | None = None,
+    k: int = SCORE_K,
+    seed: int = SCORE_SEED,
+) -> ScoreStats:
     """ScoreStats of `images` (default: the shipped training digits) under the model in `files`."""
     if images is None:
         images, source = load_normal_images(), f"{FIXTURE}: 2000 MNIST training digits (seeded subset)"

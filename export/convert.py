@@ -2,9 +2,11 @@
 
 `build_graphs` traces both checkpoints into checked, serialized graphs in memory; `build_manifest`
 records files, checksums, signatures, variants and parity figures; `export_model` builds and checks
-everything, then writes every file atomically under a folder lock, the manifest last. Validation against PyTorch lives in validate.py; the CLI runs it between building
-and writing, so a graph that fails it is never written.
+everything, then writes every file atomically under a folder lock, the manifest last. Validation
+against PyTorch lives in validate.py; export_model runs it between building and writing, so a graph
+that fails it is never written.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,11 +26,11 @@ from torch import nn
 
 from edgevae.runtime import contract
 from edgevae.runtime.atomic import remove_stale_temps, write_bytes_atomic
+from edgevae.runtime.errors import EdgeVAEError
 from edgevae.train import checkpoint
 from edgevae.train.config import VAEConfig
 
 from .graphs import DecoderGraph, EncoderGraph
-from edgevae.runtime.errors import EdgeVAEError
 
 
 class ExportError(EdgeVAEError):
@@ -62,9 +64,16 @@ def trace_to_onnx(module: nn.Module, spec: contract.GraphSpec, config: VAEConfig
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         torch.onnx.export(
-            module.eval(), example, buf, dynamo=False, opset_version=opset,
-            input_names=spec.input_names, output_names=spec.output_names,
-            dynamic_axes=spec.dynamic_axes(), do_constant_folding=True, export_params=True,
+            module.eval(),
+            example,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes(),
+            do_constant_folding=True,
+            export_params=True,
         )
     return onnx.load_from_string(buf.getvalue())
 
@@ -95,21 +104,26 @@ def graph_signature(values: Any) -> contract.Signature:
     return found
 
 
-def check_graph(model: onnx.ModelProto, spec: contract.GraphSpec, graph: str, sizes: dict[str, int],
-                batch: int | None = None) -> None:
+def check_graph(
+    model: onnx.ModelProto, spec: contract.GraphSpec, graph: str, sizes: dict[str, int], batch: int | None = None
+) -> None:
     """Raise ExportError unless the graph matches the contract (names, dtypes, ranks, fixed axes and
     the batch axis) and passes the ONNX checks."""
     for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
         found, expected = graph_signature(values), spec.signature(kind, sizes, batch)
         if found != expected:
-            raise ExportError(f"{graph}: graph {kind}s {found} differ from the contract {expected} "
-                              "(name, dtype, shape; None = the dynamic batch axis)")
+            raise ExportError(
+                f"{graph}: graph {kind}s {found} differ from the contract {expected} "
+                "(name, dtype, shape; None = the dynamic batch axis)"
+            )
     random_ops = sorted({n.op_type for n in model.graph.node} & contract.RANDOM_OPS)
     if random_ops:
         raise ExportError(f"{graph}: random operators {random_ops} in the graph; noise must be an input")
     if model.ir_version > contract.MAX_IR_VERSION:
-        raise ExportError(f"{graph}: IR version {model.ir_version} > {contract.MAX_IR_VERSION}, "
-                          f"which onnxruntime {contract.MIN_ONNXRUNTIME} cannot read")
+        raise ExportError(
+            f"{graph}: IR version {model.ir_version} > {contract.MAX_IR_VERSION}, "
+            f"which onnxruntime {contract.MIN_ONNXRUNTIME} cannot read"
+        )
     try:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
@@ -117,11 +131,14 @@ def check_graph(model: onnx.ModelProto, spec: contract.GraphSpec, graph: str, si
         raise ExportError(f"{graph}: ONNX check failed: {exc}") from exc
 
 
-def build_graphs(checkpoints: str | os.PathLike[str] | checkpoint.CheckpointPair,
-                 opset: int = contract.OPSET) -> tuple[VAEConfig, dict[str, bytes]]:
+def build_graphs(
+    checkpoints: str | os.PathLike[str] | checkpoint.CheckpointPair, opset: int = contract.OPSET
+) -> tuple[VAEConfig, dict[str, bytes]]:
     """Trace a loaded pair (or FOLDER/{encoder,decoder}.pt) into serialized, checked ONNX models;
     each graph records the sha256 of the checkpoint bytes its weights came from. Nothing is written."""
-    pair = checkpoints if isinstance(checkpoints, checkpoint.CheckpointPair) else checkpoint.load_checkpoints(checkpoints)
+    pair = (
+        checkpoints if isinstance(checkpoints, checkpoint.CheckpointPair) else checkpoint.load_checkpoints(checkpoints)
+    )
     config = pair.encoder.config
     modules = {"encoder": EncoderGraph(pair.encoder), "decoder": DecoderGraph(pair.decoder)}
     blobs: dict[str, bytes] = {}
@@ -149,8 +166,12 @@ EXTRA_ROLES = {
 def describe_graph(graph: str, blob: bytes, config: VAEConfig, variant: contract.Variant) -> dict[str, Any]:
     """A graph's manifest entry: sha256, size, signature (fixed axes filled in) and IR version."""
     spec = contract.GRAPHS[graph]
-    entry: dict[str, Any] = {"graph": graph, "variant": variant.name,
-                             "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
+    entry: dict[str, Any] = {
+        "graph": graph,
+        "variant": variant.name,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "size": len(blob),
+    }
     for key, tensors in (("inputs", spec.inputs), ("outputs", spec.outputs)):
         described = describe_tensors(tensors, config)
         if variant.batch is not None:
@@ -162,10 +183,17 @@ def describe_graph(graph: str, blob: bytes, config: VAEConfig, variant: contract
     return entry
 
 
-def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[str, bytes], opset: int,
-                   parity: dict[str, Any], checkpoint_sha256: dict[str, str],
-                   extras: dict[str, bytes] | None = None, variants: dict[str, dict[str, bytes]] | None = None,
-                   variant_figures: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def build_manifest(
+    out: str | os.PathLike[str],
+    config: VAEConfig,
+    blobs: dict[str, bytes],
+    opset: int,
+    parity: dict[str, Any],
+    checkpoint_sha256: dict[str, str],
+    extras: dict[str, bytes] | None = None,
+    variants: dict[str, dict[str, bytes]] | None = None,
+    variant_figures: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The manifest: every file's sha256 and size (graphs also signature, variant and source
     checkpoint), the other files' roles, each variant's files, size and cost, and the parity figures."""
     all_variants = {contract.DEFAULT_VARIANT: blobs, **(variants or {})}
@@ -178,12 +206,19 @@ def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[s
             files[variant.file(graph)] = describe_graph(graph, blob, config, variant)
             files[variant.file(graph)]["source_checkpoint_sha256"] = checkpoint_sha256[graph]
         size = sum(len(b) for b in graphs.values())
-        summary[name] = {"description": variant.description, "files": {g: variant.file(g) for g in graphs},
-                         "batch": variant.batch, "format": "ort" if variant.suffix.endswith(".ort") else "onnx",
-                         "size": size, "size_vs_fp32": size / fp32_size,
-                         "budget": {"max_abs_diff_vs_fp32": dict(variant.budget) or {"all outputs": contract.TOLERANCE["cpu"]},
-                                    "log_likelihood_change_nats": variant.nll_budget},
-                         **(variant_figures or {}).get(name, {})}
+        summary[name] = {
+            "description": variant.description,
+            "files": {g: variant.file(g) for g in graphs},
+            "batch": variant.batch,
+            "format": "ort" if variant.suffix.endswith(".ort") else "onnx",
+            "size": size,
+            "size_vs_fp32": size / fp32_size,
+            "budget": {
+                "max_abs_diff_vs_fp32": dict(variant.budget) or {"all outputs": contract.TOLERANCE["cpu"]},
+                "log_likelihood_change_nats": variant.nll_budget,
+            },
+            **(variant_figures or {}).get(name, {}),
+        }
     for name, blob in (extras or {}).items():
         files[name] = {"role": EXTRA_ROLES[name], "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
     return {
@@ -199,8 +234,13 @@ def build_manifest(out: str | os.PathLike[str], config: VAEConfig, blobs: dict[s
     }
 
 
-def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str], opset: int = contract.OPSET,
-                 devices: tuple[str, ...] = ("cpu",), score_images: Any = None) -> tuple[list[Path], dict[str, Any]]:
+def export_model(
+    checkpoints: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    opset: int = contract.OPSET,
+    devices: tuple[str, ...] = ("cpu",),
+    score_images: Any = None,
+) -> tuple[list[Path], dict[str, Any]]:
     """Build, validate on each device's provider, then write graphs, golden vectors, score
     statistics and manifest.
 
@@ -222,8 +262,12 @@ def export_model(checkpoints: str | os.PathLike[str], out: str | os.PathLike[str
     parity = {device: validate_parity(measure_parity(encoder, decoder, blobs, device), device) for device in devices}
     real = load_real_images()
     golden_npz, golden_spec = build_golden(encoder, decoder, real)
-    staged = ModelFiles(Path(out), {"config": config.to_dict(), "files": {}}, blobs,
-                        {contract.GOLDEN_FILE: golden_npz, contract.GOLDEN_SPEC_FILE: golden_spec})
+    staged = ModelFiles(
+        Path(out),
+        {"config": config.to_dict(), "files": {}},
+        blobs,
+        {contract.GOLDEN_FILE: golden_npz, contract.GOLDEN_SPEC_FILE: golden_spec},
+    )
     check_golden(staged, devices)
     variants, variant_extras = build_variants(blobs)
     fp32 = VAE(staged, device="cpu")
@@ -264,8 +308,10 @@ def export_lock(out: str | os.PathLike[str], names: list[str]) -> Iterator[None]
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise ExportError(f"another export is writing to {folder} (it holds {folder / '.export.lock'}); "
-                              "wait for it or choose another --out") from exc
+            raise ExportError(
+                f"another export is writing to {folder} (it holds {folder / '.export.lock'}); "
+                "wait for it or choose another --out"
+            ) from exc
         try:
             remove_stale_temps(folder, names)
             yield

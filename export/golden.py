@@ -3,6 +3,7 @@
 Written by export beside the graphs as golden.npz (arrays "<graph>.<tensor>") and golden.json,
 both listed in the manifest. `edgevae selftest` (runtime/selftest.py) replays them on a device.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,36 +38,61 @@ def build_golden(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> tuple[
     for the decoder."""
     rng = np.random.default_rng(GOLDEN_SEED)
     latent, pixels = encoder.config.latent, encoder.config.input_dim
-    x = np.concatenate([real[:6].astype(np.float32) / 255.0, np.zeros((1, pixels), np.float32),
-                        rng.random((1, pixels), dtype=np.float32)])
+    x = np.concatenate(
+        [
+            real[:6].astype(np.float32) / 255.0,
+            np.zeros((1, pixels), np.float32),
+            rng.random((1, pixels), dtype=np.float32),
+        ]
+    )
     eps = rng.standard_normal((len(x), latent), dtype=np.float32)
-    z_in = np.concatenate([rng.standard_normal((6, latent), dtype=np.float32),
-                           np.full((1, latent), 4.0, np.float32), np.full((1, latent), -4.0, np.float32)])
+    z_in = np.concatenate(
+        [
+            rng.standard_normal((6, latent), dtype=np.float32),
+            np.full((1, latent), 4.0, np.float32),
+            np.full((1, latent), -4.0, np.float32),
+        ]
+    )
     enc, dec = encoder.eval().cpu(), decoder.eval().cpu()
     mu, logvar = enc(torch.from_numpy(x))
     z = reparameterize(mu, logvar, torch.from_numpy(eps))
     logits = dec(torch.from_numpy(z_in))
-    arrays = {f"encoder.{contract.X}": x, f"encoder.{contract.EPS}": eps,
-              f"encoder.{contract.MU}": mu.numpy(), f"encoder.{contract.LOGVAR}": logvar.numpy(),
-              f"encoder.{contract.Z}": z.numpy(),
-              f"decoder.{contract.Z}": z_in, f"decoder.{contract.MEAN}": torch.sigmoid(logits).numpy(),
-              f"decoder.{contract.LOGITS}": logits.numpy()}
+    arrays = {
+        f"encoder.{contract.X}": x,
+        f"encoder.{contract.EPS}": eps,
+        f"encoder.{contract.MU}": mu.numpy(),
+        f"encoder.{contract.LOGVAR}": logvar.numpy(),
+        f"encoder.{contract.Z}": z.numpy(),
+        f"decoder.{contract.Z}": z_in,
+        f"decoder.{contract.MEAN}": torch.sigmoid(logits).numpy(),
+        f"decoder.{contract.LOGITS}": logits.numpy(),
+    }
     spec = {
         "format": contract.GOLDEN_FORMAT,
         "arrays": contract.GOLDEN_FILE,
-        "graphs": {graph: {"file": s.file, "inputs": s.input_names, "outputs": s.output_names}
-                   for graph, s in contract.GRAPHS.items()},
+        "graphs": {
+            graph: {"file": s.file, "inputs": s.input_names, "outputs": s.output_names}
+            for graph, s in contract.GRAPHS.items()
+        },
         "tolerance": dict(contract.TOLERANCE),
         "relative_tolerance": dict(contract.RELATIVE_TOLERANCE),
-        "variants": {v.name: {"files": {g: v.file(g) for g in contract.GRAPHS}, "batch": v.batch,
-                              "budget_vs_fp32": {o: (0.0 if v.exact else v.tolerance(o))
-                                                 for s in contract.GRAPHS.values() for o in s.output_names}}
-                     for v in contract.VARIANTS.values()},
-        "check": ("for each graph of a variant, feed arrays '<graph>.<input>' (one row at a time when the "
-                  "variant's batch is fixed) and compare each output with '<graph>.<output>': "
-                  "max(|got - want| - relative_tolerance.get(output, 0) * |want|) must be <= "
-                  "tolerance[device] + budget_vs_fp32[output] (device: cpu or cuda); an output whose budget "
-                  "is null is not compared for that variant (lossy builds: judged by their cost in nats)"),
+        "variants": {
+            v.name: {
+                "files": {g: v.file(g) for g in contract.GRAPHS},
+                "batch": v.batch,
+                "budget_vs_fp32": {
+                    o: (0.0 if v.exact else v.tolerance(o)) for s in contract.GRAPHS.values() for o in s.output_names
+                },
+            }
+            for v in contract.VARIANTS.values()
+        },
+        "check": (
+            "for each graph of a variant, feed arrays '<graph>.<input>' (one row at a time when the "
+            "variant's batch is fixed) and compare each output with '<graph>.<output>': "
+            "max(|got - want| - relative_tolerance.get(output, 0) * |want|) must be <= "
+            "tolerance[device] + budget_vs_fp32[output] (device: cpu or cuda); an output whose budget "
+            "is null is not compared for that variant (lossy builds: judged by their cost in nats)"
+        ),
         "source": "PyTorch float32 on the CPU, from the checkpoints the graphs were traced from",
     }
     return save_npz(arrays), (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()

@@ -3,6 +3,7 @@
 EncoderGraph: (x, eps) -> (mu, logvar, z)   the noise is an input, so the graph is deterministic
 DecoderGraph: z -> (mean, logits)
 """
+
 from __future__ import annotations
 
 import torch

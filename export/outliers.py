@@ -6,6 +6,7 @@ Each maker returns (n, 784) float32 images in [0, 1] from a seeded numpy generat
 figure is repeatable. `digits` are the MNIST images the sets are compared with (test split).
 Letters need Pillow (with FreeType, for its built-in scalable font).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -67,13 +68,13 @@ def make_letters(n: int, digits: np.ndarray, rng: np.random.Generator) -> np.nda
         size = int(rng.integers(48, 64))
         font = ImageFont.load_default(size=size)
         canvas = Image.new("L", (2 * size, 2 * size), 0)
-        ImageDraw.Draw(canvas).text((size // 2, size // 4), letter, fill=255, font=font,
-                                    stroke_width=int(rng.integers(0, 3)), stroke_fill=255)
+        ImageDraw.Draw(canvas).text(
+            (size // 2, size // 4), letter, fill=255, font=font, stroke_width=int(rng.integers(0, 3)), stroke_fill=255
+        )
         canvas = canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.BILINEAR)
         glyph = canvas.crop(canvas.getbbox())
         scale = 20.0 / max(glyph.size)
-        glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))),
-                             Image.LANCZOS)
+        glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))), Image.LANCZOS)
         out[i] = centre_by_mass(np.asarray(glyph, np.float32) / 255.0).reshape(-1)
     return out
 
@@ -121,5 +122,5 @@ def auroc(normal: np.ndarray, unusual: np.ndarray) -> float:
     both = np.concatenate([normal, unusual])
     _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
     mid_rank = np.cumsum(counts) - (counts - 1) / 2.0  # average rank of each distinct value
-    u = mid_rank[inverse[len(normal):]].sum() - len(unusual) * (len(unusual) + 1) / 2.0
+    u = mid_rank[inverse[len(normal) :]].sum() - len(unusual) * (len(unusual) + 1) / 2.0
     return float(u / (len(normal) * len(unusual)))

@@ -5,6 +5,7 @@ and real inputs at several batch sizes and returns the max absolute difference p
 `validate_parity` raises `ParityError` when any exceeds the contract's tolerance. Logits are
 reported as max(|diff| - rtol * |reference|), the contract's allclose-style measure for them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch
 
 from edgevae.runtime import contract
 from edgevae.runtime.devices import PROVIDERS
-from edgevae.runtime.errors import EdgeVAEError, DeviceError, ModelError
+from edgevae.runtime.errors import DeviceError, EdgeVAEError, ModelError
 from edgevae.runtime.model import ModelFiles, make_session_options, start_session
 from edgevae.runtime.selftest import max_excess, run_selftest
 from edgevae.train.model import Decoder, Encoder, reparameterize
@@ -52,11 +53,19 @@ class ParityError(ValidationError):
 
     def __str__(self) -> str:
         others = len(self.failures) - 1
-        more = (f"; {others} other failure{'s' if others > 1 else ''}: {', '.join(self.failures[1:4])}"
-                f"{', ...' if others > 3 else ''}") if others > 0 else ""
-        return (f"{self.graph} output {self.output!r} differs from PyTorch by max |diff| = {self.max_abs_diff:.3e} "
-                f"> tolerance {self.tolerance:.0e} ({self.inputs} inputs, batch {self.batch}, {self.provider})"
-                f"{more}")
+        more = (
+            (
+                f"; {others} other failure{'s' if others > 1 else ''}: {', '.join(self.failures[1:4])}"
+                f"{', ...' if others > 3 else ''}"
+            )
+            if others > 0
+            else ""
+        )
+        return (
+            f"{self.graph} output {self.output!r} differs from PyTorch by max |diff| = {self.max_abs_diff:.3e} "
+            f"> tolerance {self.tolerance:.0e} ({self.inputs} inputs, batch {self.batch}, {self.provider})"
+            f"{more}"
+        )
 
 
 def load_real_images() -> np.ndarray:
@@ -109,8 +118,14 @@ def check_golden(files: ModelFiles, devices: tuple[str, ...] | list[str]) -> Non
 
 
 @torch.no_grad()
-def measure_parity(encoder: Encoder, decoder: Decoder, blobs: dict[str, bytes], device: str = "cpu",
-                   batch_sizes: tuple[int, ...] = BATCH_SIZES, seed: int = 0) -> list[dict[str, Any]]:
+def measure_parity(
+    encoder: Encoder,
+    decoder: Decoder,
+    blobs: dict[str, bytes],
+    device: str = "cpu",
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Per (inputs, batch): max |ORT - torch| for every output and the reconstruct path."""
     encoder = encoder.eval().cpu()
     decoder = decoder.eval().cpu()
@@ -124,12 +139,17 @@ def measure_parity(encoder: Encoder, decoder: Decoder, blobs: dict[str, bytes], 
             mu, logvar = encoder(torch.from_numpy(x))
             z = reparameterize(mu, logvar, torch.from_numpy(eps))
             logits = decoder(z)
-            want = {contract.MU: mu, contract.LOGVAR: logvar, contract.Z: z,
-                    contract.MEAN: torch.sigmoid(logits), contract.LOGITS: logits}
-            got_e = dict(zip(names_e, enc.run(None, {contract.X: x, contract.EPS: eps})))
-            got_d = dict(zip(names_d, dec.run(None, {contract.Z: z.numpy()})))
+            want = {
+                contract.MU: mu,
+                contract.LOGVAR: logvar,
+                contract.Z: z,
+                contract.MEAN: torch.sigmoid(logits),
+                contract.LOGITS: logits,
+            }
+            got_e = dict(zip(names_e, enc.run(None, {contract.X: x, contract.EPS: eps}), strict=True))
+            got_d = dict(zip(names_d, dec.run(None, {contract.Z: z.numpy()}), strict=True))
             # The whole reconstruct path through ORT alone: encoder z fed to the decoder.
-            got_r = dict(zip(names_d, dec.run(None, {contract.Z: got_e[contract.Z]})))
+            got_r = dict(zip(names_d, dec.run(None, {contract.Z: got_e[contract.Z]}), strict=True))
             diffs = {f"encoder.{k}": max_diff(got_e[k], want[k].numpy(), k) for k in names_e}
             diffs.update({f"decoder.{k}": max_diff(got_d[k], want[k].numpy(), k) for k in names_d})
             diffs[f"reconstruct.{contract.MEAN}"] = max_diff(got_r[contract.MEAN], want[contract.MEAN].numpy())
@@ -153,8 +173,14 @@ def validate_parity(rows: list[dict[str, Any]], device: str = "cpu") -> dict[str
         diff, name, row = failed[0]
         graph, output = name.split(".")
         lines = tuple(f"{n} ({r['inputs']}, batch {r['batch']}): {d:.2e}" for d, n, r in failed)
-        raise ParityError(graph, output, row["inputs"], row["batch"], row["max_abs_diff"][name], tol,
-                          PROVIDERS[device], lines)
-    return {"provider": PROVIDERS[device], "tolerance": tol, "relative_tolerance": contract.RELATIVE_TOLERANCE,
-            "batch_sizes": sorted({r["batch"] for r in rows}), "inputs": ["random", "real"],
-            "max_abs_diff": worst}
+        raise ParityError(
+            graph, output, row["inputs"], row["batch"], row["max_abs_diff"][name], tol, PROVIDERS[device], lines
+        )
+    return {
+        "provider": PROVIDERS[device],
+        "tolerance": tol,
+        "relative_tolerance": contract.RELATIVE_TOLERANCE,
+        "batch_sizes": sorted({r["batch"] for r in rows}),
+        "inputs": ["random", "real"],
+        "max_abs_diff": worst,
+    }

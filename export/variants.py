@@ -9,6 +9,7 @@ int8: dynamic quantization (weights int8 per channel, MatMulInteger) was kept ov
 calibrated on training digits: on the released model QDQ cost 0.35 nat against 0.08 and ran the
 batch-1024 decoder 3x slower on this CPU (README, "Variants").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,12 @@ def build_int8(fp32: Graphs) -> Graphs:
 
 def build_fp16(fp32: Graphs) -> Graphs:
     """float16 weights and arithmetic; inputs and outputs stay float32 (the contract's dtypes)."""
-    return {graph: convert_float_to_float16(onnx.load_from_string(blob), keep_io_types=True)
-            .SerializeToString(deterministic=True) for graph, blob in fp32.items()}
+    return {
+        graph: convert_float_to_float16(onnx.load_from_string(blob), keep_io_types=True).SerializeToString(
+            deterministic=True
+        )
+        for graph, blob in fp32.items()
+    }
 
 
 def build_fixed_batch(fp32: Graphs, batch: int = 1) -> Graphs:
@@ -92,8 +97,10 @@ def build_ort_format(fp32: Graphs) -> tuple[Graphs, bytes]:
             convert_onnx_models_to_ort(src, dst, [OptimizationStyle.Fixed])
         graphs = {graph: (dst / f"{graph}.ort").read_bytes() for graph in fp32}
         lines = (dst / contract.REQUIRED_OPERATORS_FILE).read_text().splitlines()
-    config = ["# Operators of encoder.ort and decoder.ort (edgevae); build onnxruntime with",
-              "# --minimal_build --include_ops_by_config required_operators.config"]
+    config = [
+        "# Operators of encoder.ort and decoder.ort (edgevae); build onnxruntime with",
+        "# --minimal_build --include_ops_by_config required_operators.config",
+    ]
     config += [line for line in lines if not line.startswith("#")]
     return graphs, ("\n".join(config) + "\n").encode()
 
@@ -131,11 +138,11 @@ def measure_variant(fp32: VAE, other: VAE, real: np.ndarray) -> dict[str, Any]:
     eps = np.random.default_rng(1).standard_normal((len(x), fp32.latent), dtype=np.float32)
     diffs: dict[str, float] = {}
     names = contract.ENCODER.output_names
-    want_e = dict(zip(names, _run_rows(fp32, "encoder", {contract.X: x, contract.EPS: eps})))
-    got_e = dict(zip(names, _run_rows(other, "encoder", {contract.X: x, contract.EPS: eps})))
+    want_e = dict(zip(names, _run_rows(fp32, "encoder", {contract.X: x, contract.EPS: eps}), strict=True))
+    got_e = dict(zip(names, _run_rows(other, "encoder", {contract.X: x, contract.EPS: eps}), strict=True))
     feeds_d = {contract.Z: want_e[contract.Z]}
-    want_d = dict(zip(contract.DECODER.output_names, _run_rows(fp32, "decoder", feeds_d)))
-    got_d = dict(zip(contract.DECODER.output_names, _run_rows(other, "decoder", feeds_d)))
+    want_d = dict(zip(contract.DECODER.output_names, _run_rows(fp32, "decoder", feeds_d), strict=True))
+    got_d = dict(zip(contract.DECODER.output_names, _run_rows(other, "decoder", feeds_d), strict=True))
     for graph, want, got in (("encoder", want_e, got_e), ("decoder", want_d, got_d)):
         for name in want:
             diffs[f"{graph}.{name}"] = max_excess(got[name], want[name], contract.RELATIVE_TOLERANCE.get(name, 0.0))
@@ -144,10 +151,18 @@ def measure_variant(fp32: VAE, other: VAE, real: np.ndarray) -> dict[str, Any]:
     ev = contract.VARIANT_NLL_EVAL
     ll_ref = float(fp32.log_likelihood(xb, k=ev["k"], seed=ev["seed"]).mean())
     ll = float(other.log_likelihood(xb, k=ev["k"], seed=ev["seed"]).mean())
-    return {"max_abs_diff_vs_fp32": diffs, "log_likelihood_change": {
-        "nats": ll - ll_ref, "fp32_log_likelihood": ll_ref, "images": len(xb), "k": ev["k"], "seed": ev["seed"],
-        "data": "real MNIST test digits shipped with the exporter, binarized by numpy seed "
-                f"{ev['seed']}; the same noise for both builds"}}
+    return {
+        "max_abs_diff_vs_fp32": diffs,
+        "log_likelihood_change": {
+            "nats": ll - ll_ref,
+            "fp32_log_likelihood": ll_ref,
+            "images": len(xb),
+            "k": ev["k"],
+            "seed": ev["seed"],
+            "data": "real MNIST test digits shipped with the exporter, binarized by numpy seed "
+            f"{ev['seed']}; the same noise for both builds",
+        },
+    }
 
 
 def _run_rows(vae: VAE, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -166,8 +181,12 @@ def check_variant(name: str, figures: dict[str, Any]) -> None:
             over.append((diff / budget, f"{key} max |diff| {diff:.3e} > budget {budget:.0e}"))
     change = figures["log_likelihood_change"]["nats"]
     if not abs(change) <= variant.nll_budget:
-        over.append((abs(change) / variant.nll_budget,
-                     f"log-likelihood change {change:+.4f} nats > budget {variant.nll_budget} nats"))
+        over.append(
+            (
+                abs(change) / variant.nll_budget,
+                f"log-likelihood change {change:+.4f} nats > budget {variant.nll_budget} nats",
+            )
+        )
     if over:
         raise VariantError(f"variant {name!r} against fp32: " + "; ".join(m for _, m in sorted(over, reverse=True)))
 
@@ -185,13 +204,20 @@ def check_mobile_usability(graphs: Graphs) -> dict[str, dict[str, Any]]:
             with quiet_tools():
                 uc.optimize_model(src, opt, use_external_initializers=True)
             model = uc.ModelProtoWithShapeInfo(opt).model_with_shape_info
-            infos = {"nnapi": uc.check_nnapi_partitions(model, require_fixed_input_sizes=True),
-                     "coreml_mlprogram": uc.check_coreml_partitions(model, True, "coreml_supported_mlprogram_ops.md")}
-            report[graph] = {ep: {"supported_nodes": i.num_supported_nodes, "nodes": i.num_nodes,
-                                  "partitions": i.num_partitions} for ep, i in infos.items()}
-    bad = [f"{g} {ep}: {r['supported_nodes']}/{r['nodes']} nodes in {r['partitions']} partitions"
-           for g, eps in report.items() for ep, r in eps.items()
-           if r["supported_nodes"] != r["nodes"] or r["partitions"] != 1]
+            infos = {
+                "nnapi": uc.check_nnapi_partitions(model, require_fixed_input_sizes=True),
+                "coreml_mlprogram": uc.check_coreml_partitions(model, True, "coreml_supported_mlprogram_ops.md"),
+            }
+            report[graph] = {
+                ep: {"supported_nodes": i.num_supported_nodes, "nodes": i.num_nodes, "partitions": i.num_partitions}
+                for ep, i in infos.items()
+            }
+    bad = [
+        f"{g} {ep}: {r['supported_nodes']}/{r['nodes']} nodes in {r['partitions']} partitions"
+        for g, eps in report.items()
+        for ep, r in eps.items()
+        if r["supported_nodes"] != r["nodes"] or r["partitions"] != 1
+    ]
     if bad:
         raise VariantError("fixed-shape graphs are not fully usable by the mobile providers: " + "; ".join(bad))
     return report

@@ -8,6 +8,7 @@ See `VAE` for encode / decode / reconstruct / interpolate, and `edgevae --help` 
 `VAE` is imported on first use, so `edgevae.runtime.errors` and `edgevae.runtime.devices` (which
 the training and export stages share) do not load onnxruntime.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

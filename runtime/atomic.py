@@ -3,6 +3,7 @@
 A crash leaves either the old file or the new one, never half of one. Used by every stage
 (training checkpoints, exported graphs, manifests, images).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,12 +1,13 @@
 """The `edgevae` command: sample, reconstruct, interpolate and inspect a model. No torch needed.
 
-    edgevae sample -n 64 --seed 0 -o samples.png
-    edgevae reconstruct digits.npy -o recon.png
-    edgevae interpolate a.png b.png --steps 10 -o path.png
-    edgevae score digits.npy -o scores.csv --threshold p99
-    edgevae selftest
-    edgevae info
+edgevae sample -n 64 --seed 0 -o samples.png
+edgevae reconstruct digits.npy -o recon.png
+edgevae interpolate a.png b.png --steps 10 -o path.png
+edgevae score digits.npy -o scores.csv --threshold p99
+edgevae selftest
+edgevae info
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,16 +42,23 @@ def seed_value(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default=None,
-                        help=f"model folder from `make export` (default: ${MODEL_DIR_ENV}, else the packaged model)")
+    common.add_argument(
+        "--model",
+        default=None,
+        help=f"model folder from `make export` (default: ${MODEL_DIR_ENV}, else the packaged model)",
+    )
     add_device_argument(common, "auto: CUDA when onnxruntime has it, else CPU (default: auto)")
     common.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
-    common.add_argument("--variant", default=DEFAULT_VARIANT,
-                        help=f"which build of the graphs: {', '.join(VARIANTS)} (default: {DEFAULT_VARIANT}); "
-                             "`edgevae info` lists those in the model folder with size and cost")
+    common.add_argument(
+        "--variant",
+        default=DEFAULT_VARIANT,
+        help=f"which build of the graphs: {', '.join(VARIANTS)} (default: {DEFAULT_VARIANT}); "
+        "`edgevae info` lists those in the model folder with size and cost",
+    )
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    p = argparse.ArgumentParser(prog="edgevae", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="edgevae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sample", parents=[common], help="decode random latents into a grid of digits")
@@ -59,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="samples.png", help=".png grid or .npy array (default: samples.png)")
     r = sub.add_parser("reconstruct", parents=[common], help="encode and decode images; originals beside results")
     r.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png digit")
-    r.add_argument("-o", "--output", default="reconstruction.png",
-                   help=".png (pairs side by side) or .npy (reconstructions) (default: reconstruction.png)")
+    r.add_argument(
+        "-o",
+        "--output",
+        default="reconstruction.png",
+        help=".png (pairs side by side) or .npy (reconstructions) (default: reconstruction.png)",
+    )
     r.add_argument("--stochastic", action="store_true", help="decode a draw z ~ q(z|x) instead of its mean")
     r.add_argument("--seed", type=seed_value, default=0, help="seed for --stochastic (default: 0)")
     i = sub.add_parser("interpolate", parents=[common], help="walk the latent space from image A to image B")
@@ -70,18 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-o", "--output", default="interpolation.png", help=".png or .npy (default: interpolation.png)")
     c = sub.add_parser("score", parents=[common], help="how unusual each image is (higher = more unusual), as CSV")
     c.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png")
-    c.add_argument("-k", type=int, default=None,
-                   help="importance samples per image (default: the k of the model's score statistics, 16)")
-    c.add_argument("--score", choices=sorted(SCORES), default=DEFAULT_SCORE,
-                   help=f"which score (default: {DEFAULT_SCORE}); see the README's table")
+    c.add_argument(
+        "-k",
+        type=int,
+        default=None,
+        help="importance samples per image (default: the k of the model's score statistics, 16)",
+    )
+    c.add_argument(
+        "--score",
+        choices=sorted(SCORES),
+        default=DEFAULT_SCORE,
+        help=f"which score (default: {DEFAULT_SCORE}); see the README's table",
+    )
     c.add_argument("--seed", type=seed_value, default=0, help="seed of the importance-sampling noise (default: 0)")
-    c.add_argument("--threshold", default=None,
-                   help="flag images whose score is above this: a number, or pNN for the NN-th percentile of "
-                        f"normal images' scores stored with the model ({', '.join('p' + q for q in PERCENTILES)}) "
-                        "(default: no flags)")
+    c.add_argument(
+        "--threshold",
+        default=None,
+        help="flag images whose score is above this: a number, or pNN for the NN-th percentile of "
+        f"normal images' scores stored with the model ({', '.join('p' + q for q in PERCENTILES)}) "
+        "(default: no flags)",
+    )
     c.add_argument("-o", "--output", default="-", help="CSV file (default: -, standard output)")
-    sub.add_parser("selftest", parents=[common],
-                   help="replay the golden vectors (PyTorch outputs) on this device; exit 1 on any failure")
+    sub.add_parser(
+        "selftest",
+        parents=[common],
+        help="replay the golden vectors (PyTorch outputs) on this device; exit 1 on any failure",
+    )
     sub.add_parser("info", parents=[common], help="model metadata, file checksums, providers, self-test")
     return p
 
@@ -96,8 +122,9 @@ def resolve_threshold(vae: Any, text: str | None, score: str) -> tuple[float | N
     try:
         return float(text), text
     except ValueError:
-        raise ValueError(f"--threshold: expected a number or pNN ({', '.join('p' + q for q in PERCENTILES)}); "
-                         f"got {text!r}") from None
+        raise ValueError(
+            f"--threshold: expected a number or pNN ({', '.join('p' + q for q in PERCENTILES)}); got {text!r}"
+        ) from None
 
 
 def format_scores(result: Any, threshold: float | None) -> str:
@@ -105,7 +132,7 @@ def format_scores(result: Any, threshold: float | None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["index", "score", "nll", "complexity_nats"] + (["flagged"] if threshold is not None else []))
-    for i, (s, nll, c) in enumerate(zip(result.score, result.nll, result.complexity)):
+    for i, (s, nll, c) in enumerate(zip(result.score, result.nll, result.complexity, strict=True)):
         row = [i, f"{s:.6g}", f"{nll:.6g}", f"{c:.6g}"]
         writer.writerow(row + ([int(s > threshold)] if threshold is not None else []))
     return buf.getvalue()
@@ -187,23 +214,34 @@ def run_command(args: argparse.Namespace) -> str:
         path = save_grid(images, args.output, ncols=len(images))
         return f"{head}\nwrote {len(images)} interpolation steps to {path}"
     m = vae.files.manifest
-    lines = [head, f"model: {vae.files.folder}", f"config: {json.dumps(m['config'], sort_keys=True)}",
-             f"opset: {m.get('opset')}  min onnxruntime: {m.get('min_onnxruntime')}  "
-             f"versions: {json.dumps(m.get('versions', {}), sort_keys=True)}"]
+    lines = [
+        head,
+        f"model: {vae.files.folder}",
+        f"config: {json.dumps(m['config'], sort_keys=True)}",
+        f"opset: {m.get('opset')}  min onnxruntime: {m.get('min_onnxruntime')}  "
+        f"versions: {json.dumps(m.get('versions', {}), sort_keys=True)}",
+    ]
     verified = set(vae.files.extras) | {VARIANTS[vae.files.variant].file(g) for g in vae.files.blobs}
     for name, entry in m["files"].items():
         state = "verified" if name in verified else "listed; verified when its variant loads"
         lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  ({state})")
-    lines.append("variants (cost: change of the importance-weighted -log p(x) against fp32, nats per image; "
-                 "pixel |diff|: max against fp32 over reconstructed real digits):")
+    lines.append(
+        "variants (cost: change of the importance-weighted -log p(x) against fp32, nats per image; "
+        "pixel |diff|: max against fp32 over reconstructed real digits):"
+    )
     present = vae.files.variants
     for name, v in sorted(present.items(), key=lambda kv: list(VARIANTS).index(kv[0]) if kv[0] in VARIANTS else 99):
         change = v.get("log_likelihood_change", {})
-        cost = (f"NLL {-change['nats']:+.4f} nats (N={change['images']}, k={change['k']}, seed={change['seed']})"
-                if change else "not measured")
+        cost = (
+            f"NLL {-change['nats']:+.4f} nats (N={change['images']}, k={change['k']}, seed={change['seed']})"
+            if change
+            else "not measured"
+        )
         diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
-        lines.append(f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
-                     f"cost {cost}  pixel |diff| {diff:.1e}  {v.get('description', '')}")
+        lines.append(
+            f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
+            f"cost {cost}  pixel |diff| {diff:.1e}  {v.get('description', '')}"
+        )
     lines.append(f"onnxruntime {ort.__version__}; available providers: {', '.join(ort.get_available_providers())}")
     lines.append(f"active providers: {', '.join(vae.providers)}")
     lines.extend(describe_selftests(args.model, args.threads, [n for n in VARIANTS if n in present]))

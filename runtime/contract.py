@@ -3,6 +3,7 @@
 Export writes graphs to this contract and validates them against it; the runtime feeds and
 reads graphs by it. Nothing else in the project spells a graph name.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -133,21 +134,37 @@ class Variant:
 
 
 _LOSSY_OUTPUTS = (MU, LOGVAR, Z, MEAN)
-VARIANTS = {v.name: v for v in (
-    Variant("fp32", ".onnx", "float32, dynamic batch (the default)", nll_budget=1e-3),
-    Variant("int8", ".int8.onnx", "weights int8 per channel, dynamic quantization (MatMulInteger)",
-            budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.15, 0.5))), nll_budget=0.1),
-    Variant("fp16", ".fp16.onnx", "weights and compute float16, float32 inputs and outputs (GPUs, ARM)",
-            budget=tuple((o, 0.01) for o in _LOSSY_OUTPUTS), nll_budget=0.01),
-    Variant("b1", ".b1.onnx", "float32, batch fixed at 1: fully usable by NNAPI and CoreML", batch=1, nll_budget=1e-3),
-    Variant("ort", ".ort", "float32 in ORT format, for ONNX Runtime Mobile and minimal builds", nll_budget=1e-3),
-)}
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("fp32", ".onnx", "float32, dynamic batch (the default)", nll_budget=1e-3),
+        Variant(
+            "int8",
+            ".int8.onnx",
+            "weights int8 per channel, dynamic quantization (MatMulInteger)",
+            budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.15, 0.5), strict=True)),
+            nll_budget=0.1,
+        ),
+        Variant(
+            "fp16",
+            ".fp16.onnx",
+            "weights and compute float16, float32 inputs and outputs (GPUs, ARM)",
+            budget=tuple((o, 0.01) for o in _LOSSY_OUTPUTS),
+            nll_budget=0.01,
+        ),
+        Variant(
+            "b1", ".b1.onnx", "float32, batch fixed at 1: fully usable by NNAPI and CoreML", batch=1, nll_budget=1e-3
+        ),
+        Variant("ort", ".ort", "float32 in ORT format, for ONNX Runtime Mobile and minimal builds", nll_budget=1e-3),
+    )
+}
 DEFAULT_VARIANT = "fp32"
 REQUIRED_OPERATORS_FILE = "required_operators.config"  # operators of the .ort graphs, for a minimal build
 VARIANT_NLL_EVAL = {"images": 256, "k": 100, "seed": 0}  # how export measures each variant's cost in nats
 
-RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
-                        "Multinomial", "Bernoulli"})
+RANDOM_OPS = frozenset(
+    {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
 
 # ONNX metadata_props keys written by export and read by the runtime.
 META_GRAPH = "edgevae.graph"  # "encoder" or "decoder"

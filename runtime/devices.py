@@ -5,6 +5,7 @@ runtime resolves against onnxruntime's providers, training against `torch.cuda.i
 export validates on the providers that "auto"/"cuda" name; all three call `resolve_device`.
 Nothing here imports onnxruntime or torch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ def check_device(device: object) -> str:
     return str(device)
 
 
-def resolve_device(device: str, cuda_available: bool, missing: str = "CUDA is not available here",
-                   remedy: str = "install the GPU build on a machine with CUDA") -> str:
+def resolve_device(
+    device: str,
+    cuda_available: bool,
+    missing: str = "CUDA is not available here",
+    remedy: str = "install the GPU build on a machine with CUDA",
+) -> str:
     """'cpu' or 'cuda': auto -> cuda when available, else cpu; cuda without CUDA -> DeviceError.
 
     missing and remedy complete the error, e.g. "onnxruntime 1.23 has no CUDAExecutionProvider (it
@@ -40,5 +45,9 @@ def resolve_device(device: str, cuda_available: bool, missing: str = "CUDA is no
 
 def add_device_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     """The `--device {auto,cpu,cuda}` flag every CLI takes (each prints what it resolved to)."""
-    parser.add_argument("--device", choices=DEVICES, default=AUTO,
-                        help=help or "auto: CUDA when available, else the CPU (default: auto)")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=AUTO,
+        help=help or "auto: CUDA when available, else the CPU (default: auto)",
+    )

@@ -6,6 +6,7 @@ commands) print those, and `ValueError` for bad input, as one line and exit 2; a
 environment failure (out of memory, a torch error) and keeps its traceback. `--debug` shows the
 traceback of domain errors too.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,8 +43,7 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def run_cli(body: Callable[[], int], prog: str, debug: bool = False,
-            interrupted: str = "interrupted") -> int:
+def run_cli(body: Callable[[], int], prog: str, debug: bool = False, interrupted: str = "interrupted") -> int:
     """Run a CLI's body: domain errors and ValueError become one line on stderr and exit 2
     (SelftestFailed prints its report and exits 1); anything else propagates with its traceback.
     With debug=True domain errors propagate too."""

@@ -3,6 +3,7 @@
 PNG is written with the standard library (zlib), so `edgevae sample` needs nothing beyond numpy
 and onnxruntime; reading PNG input imports Pillow lazily and says how to install it when missing.
 """
+
 from __future__ import annotations
 
 import io
@@ -61,8 +62,12 @@ def encode_png(image: np.ndarray, scale: int = 1) -> bytes:
     height, width = image.shape
     rows = np.hstack([np.zeros((height, 1), np.uint8), image])  # filter type 0 (None) on every row
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit, grayscale, no interlace
-    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
-            + png_chunk(b"IEND", b""))
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 OUTPUT_SUFFIXES = (".png", ".npy")
@@ -104,7 +109,9 @@ def read_npy(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(f)
             offset = f.tell()
     except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
@@ -113,11 +120,15 @@ def read_npy(path: Path) -> np.ndarray:
         raise ValueError(f"{path} holds Python objects, not numbers; refused (no pickle is ever loaded)")
     need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if need > MAX_INPUT_BYTES:
-        raise ValueError(f"{path}: header says shape {shape} of {dtype} ({need / 2**30:.1f} GiB); inputs above "
-                         f"{MAX_INPUT_BYTES / 2**30:.0f} GiB are refused: split it into several files")
+        raise ValueError(
+            f"{path}: header says shape {shape} of {dtype} ({need / 2**30:.1f} GiB); inputs above "
+            f"{MAX_INPUT_BYTES / 2**30:.0f} GiB are refused: split it into several files"
+        )
     if size - offset < need:
-        raise ValueError(f"{path} is truncated: header says shape {shape} of {dtype} ({need:,} bytes of data), "
-                         f"the file holds {size - offset:,}")
+        raise ValueError(
+            f"{path} is truncated: header says shape {shape} of {dtype} ({need:,} bytes of data), "
+            f"the file holds {size - offset:,}"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:

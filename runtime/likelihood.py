@@ -15,6 +15,7 @@ Formulas:
 - Complexity (Serra et al. 2020, "Input complexity and out-of-distribution detection"): the
   length in nats of the image's 8-bit pixels compressed by zlib (DEFLATE, level 9).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +123,12 @@ def score_features(nll: np.ndarray, complexity: np.ndarray) -> np.ndarray:
     return np.stack([np.log1p(np.maximum(nll, 0.0)), np.log(complexity)], axis=1)
 
 
+def as_pair(values: Any) -> tuple[float, float]:
+    """Two floats from a sequence of exactly two numbers; ValueError otherwise."""
+    a, b = (float(v) for v in values)
+    return a, b
+
+
 @dataclass(frozen=True)
 class ScoreStats:
     """What the scores need from normal images: written by export as score_stats.json."""
@@ -141,10 +149,19 @@ class ScoreStats:
             d = json.loads(blob.decode("utf-8"))
             if d.get("format") != SCORE_STATS_FORMAT:
                 raise ValueError(f"format is not {SCORE_STATS_FORMAT!r}")
-            stats = cls(int(d["k"]), int(d["seed"]), int(d["images"]), str(d["source"]), float(d["nll_mean"]),
-                        float(d["nll_std"]), tuple(map(float, d["feature_mean"])),  # type: ignore[arg-type]
-                        tuple(tuple(map(float, row)) for row in d["feature_cov"]),  # type: ignore[arg-type]
-                        {s: {p: float(v) for p, v in ps.items()} for s, ps in d["percentiles"].items()})
+            if len(d["feature_cov"]) != 2:
+                raise ValueError(f"feature_cov has {len(d['feature_cov'])} rows, expected 2")
+            stats = cls(
+                int(d["k"]),
+                int(d["seed"]),
+                int(d["images"]),
+                str(d["source"]),
+                float(d["nll_mean"]),
+                float(d["nll_std"]),
+                as_pair(d["feature_mean"]),
+                (as_pair(d["feature_cov"][0]), as_pair(d["feature_cov"][1])),
+                {s: {p: float(v) for p, v in ps.items()} for s, ps in d["percentiles"].items()},
+            )
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{name} is not valid score statistics: {exc}") from exc
         if len(stats.feature_mean) != 2 or np.asarray(stats.feature_cov).shape != (2, 2) or stats.nll_std <= 0:
@@ -183,9 +200,19 @@ def build_score_stats(nll: np.ndarray, complexity: np.ndarray, k: int, seed: int
         raise ValueError(f"score statistics need at least 10 normal images; got {len(nll)}")
     f = score_features(nll, complexity)
     cov = np.cov(f.T)
-    base = ScoreStats(k, seed, len(nll), source, float(nll.mean()), float(nll.std(ddof=1)),
-                      tuple(float(v) for v in f.mean(axis=0)),  # type: ignore[arg-type]
-                      tuple(tuple(float(v) for v in row) for row in cov), {})  # type: ignore[arg-type]
-    pct = {name: {p: float(np.percentile(base.compute(name, nll, complexity), float(p))) for p in PERCENTILES}
-           for name in SCORES}
+    base = ScoreStats(
+        k,
+        seed,
+        len(nll),
+        source,
+        float(nll.mean()),
+        float(nll.std(ddof=1)),
+        as_pair(f.mean(axis=0)),
+        (as_pair(cov[0]), as_pair(cov[1])),
+        {},
+    )
+    pct = {
+        name: {p: float(np.percentile(base.compute(name, nll, complexity), float(p))) for p in PERCENTILES}
+        for name in SCORES
+    }
     return ScoreStats(**{**asdict(base), "percentiles": pct})

@@ -5,16 +5,17 @@ argument, else $EDGEVAE_MODEL_DIR, else the default model shipped inside this pa
 file's bytes are checked against the manifest's sha256 before onnxruntime sees them, so a
 missing, truncated or tampered file is reported by name.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import onnxruntime as ort
@@ -28,8 +29,14 @@ logger = logging.getLogger(__name__)
 MODEL_DIR_ENV = "EDGEVAE_MODEL_DIR"
 _state = ort.capi.onnxruntime_pybind11_state
 # onnxruntime's own load errors are plain Exception subclasses, not RuntimeError.
-ORT_LOAD_ERRORS = (RuntimeError, _state.Fail, _state.InvalidProtobuf, _state.InvalidGraph,
-                   _state.InvalidArgument, _state.NoSuchFile)
+ORT_LOAD_ERRORS = (
+    RuntimeError,
+    _state.Fail,
+    _state.InvalidProtobuf,
+    _state.InvalidGraph,
+    _state.InvalidArgument,
+    _state.NoSuchFile,
+)
 CPU, CUDA = PROVIDERS["cpu"], PROVIDERS["cuda"]
 # onnxruntime's CUDA provider runs float GEMMs in TF32 by default (10-bit mantissa), which breaks
 # fp32 parity with PyTorch by ~1e-3; the graphs are tiny, so exact fp32 costs nothing noticeable.
@@ -74,8 +81,10 @@ class ModelFiles:
     def extra(self, name: str, purpose: str) -> bytes:
         """The verified bytes of a listed non-graph file, or a ModelError saying how to get it."""
         if name not in self.extras:
-            raise ModelError(f"model folder {self.folder} has no {name} (needed for {purpose}); "
-                             "re-export it with this version: make export")
+            raise ModelError(
+                f"model folder {self.folder} has no {name} (needed for {purpose}); "
+                "re-export it with this version: make export"
+            )
         return self.extras[name]
 
     @property
@@ -125,11 +134,14 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != contract.MANIFEST_FORMAT:
         raise ModelError(f"{path} is not an edgevae manifest (format != {contract.MANIFEST_FORMAT!r})")
     if MANIFEST_CHECKSUM in manifest and manifest[MANIFEST_CHECKSUM] != manifest_digest(manifest):
-        raise ModelError(f"corrupt manifest {path}: its content does not match its own sha256 "
-                         "(the file was modified or damaged after export)")
+        raise ModelError(
+            f"corrupt manifest {path}: its content does not match its own sha256 "
+            "(the file was modified or damaged after export)"
+        )
     if manifest.get("version") != contract.MANIFEST_VERSION:
-        raise ModelError(f"{path} has manifest version {manifest.get('version')}; this runtime reads "
-                         f"{contract.MANIFEST_VERSION}")
+        raise ModelError(
+            f"{path} has manifest version {manifest.get('version')}; this runtime reads {contract.MANIFEST_VERSION}"
+        )
     for key in ("config", "files"):
         if not isinstance(manifest.get(key), dict):
             raise ModelError(f"corrupt manifest {path}: no {key!r} section")
@@ -141,14 +153,17 @@ def check_config(config: dict[str, Any], path: Path) -> None:
     """ModelError unless the manifest's model config has what the runtime reads, well-formed."""
     shape = config.get("image_shape")
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)):
-        raise ModelError(f"corrupt manifest {path}: config.image_shape must be [height, width] (positive ints); "
-                         f"got {shape!r}")
+        raise ModelError(
+            f"corrupt manifest {path}: config.image_shape must be [height, width] (positive ints); got {shape!r}"
+        )
     latent = config.get("latent")
     if not (isinstance(latent, int) and not isinstance(latent, bool) and latent > 0):
         raise ModelError(f"corrupt manifest {path}: config.latent must be a positive int; got {latent!r}")
     if config.get("likelihood", "bernoulli") not in ("bernoulli", "gaussian"):
-        raise ModelError(f"corrupt manifest {path}: config.likelihood must be 'bernoulli' or 'gaussian'; "
-                         f"got {config.get('likelihood')!r}")
+        raise ModelError(
+            f"corrupt manifest {path}: config.likelihood must be 'bernoulli' or 'gaussian'; "
+            f"got {config.get('likelihood')!r}"
+        )
 
 
 def check_inside(folder: Path, path: Path) -> None:
@@ -173,13 +188,16 @@ def read_verified(folder: Path, name: str, entry: Any) -> bytes:
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry["sha256"]:
         what = "truncated" if len(blob) < int(entry.get("size", 0)) else "modified"
-        raise ModelError(f"model file {path} is corrupt ({what}): sha256 {digest[:16]}..., "
-                         f"size {len(blob)}; manifest expects {entry['sha256'][:16]}..., size {entry.get('size')}")
+        raise ModelError(
+            f"model file {path} is corrupt ({what}): sha256 {digest[:16]}..., "
+            f"size {len(blob)}; manifest expects {entry['sha256'][:16]}..., size {entry.get('size')}"
+        )
     return blob
 
 
-def load_model_files(model_dir: str | os.PathLike[str] | None = None,
-                     variant: str = contract.DEFAULT_VARIANT) -> ModelFiles:
+def load_model_files(
+    model_dir: str | os.PathLike[str] | None = None, variant: str = contract.DEFAULT_VARIANT
+) -> ModelFiles:
     """Read and verify a model folder: sha256 and size of the variant's graphs and of every other
     (non-graph) file the manifest lists, and the graphs' signatures against the contract."""
     folder = find_model_dir(model_dir)
@@ -188,8 +206,10 @@ def load_model_files(model_dir: str | os.PathLike[str] | None = None,
     if variant not in present:
         raise ValueError(f"variant {variant!r} is not in {folder}; variants there: {', '.join(sorted(present))}")
     if variant not in contract.VARIANTS:
-        raise ModelError(f"variant {variant!r} in {folder} is unknown to this runtime "
-                         f"(it knows {', '.join(contract.VARIANTS)}); upgrade edgevae")
+        raise ModelError(
+            f"variant {variant!r} in {folder} is unknown to this runtime "
+            f"(it knows {', '.join(contract.VARIANTS)}); upgrade edgevae"
+        )
     blobs = {}
     for graph, spec in contract.GRAPHS.items():
         name = contract.VARIANTS[variant].file(graph)
@@ -199,11 +219,16 @@ def load_model_files(model_dir: str | os.PathLike[str] | None = None,
         blob = read_verified(folder, name, entry)
         names = ([t["name"] for t in entry.get("inputs", [])], [t["name"] for t in entry.get("outputs", [])])
         if names != (spec.input_names, spec.output_names):
-            raise ModelError(f"{folder / name}: manifest signature {names} differs from this runtime's "
-                             f"contract {(spec.input_names, spec.output_names)}")
+            raise ModelError(
+                f"{folder / name}: manifest signature {names} differs from this runtime's "
+                f"contract {(spec.input_names, spec.output_names)}"
+            )
         blobs[graph] = blob
-    extras = {name: read_verified(folder, name, entry)
-              for name, entry in manifest["files"].items() if not (isinstance(entry, dict) and "graph" in entry)}
+    extras = {
+        name: read_verified(folder, name, entry)
+        for name, entry in manifest["files"].items()
+        if not (isinstance(entry, dict) and "graph" in entry)
+    }
     return ModelFiles(folder, manifest, blobs, extras, variant)
 
 
@@ -217,8 +242,10 @@ def verify_model_files(files: ModelFiles) -> None:
     for name, blob in named.items():
         entry = manifest.get("files", {}).get(name)
         if not isinstance(entry, dict) or hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
-            raise ModelError(f"{name} carried with this VAE does not match the sha256 in its manifest "
-                             f"({files.folder}); it was modified in transit")
+            raise ModelError(
+                f"{name} carried with this VAE does not match the sha256 in its manifest "
+                f"({files.folder}); it was modified in transit"
+            )
 
 
 def resolve_providers(device: str) -> list[str]:
@@ -230,21 +257,26 @@ def resolve_providers(device: str) -> list[str]:
     return [CPU]
 
 
-def make_session_options(threads: int | None = None, optimization_level: str | None = None,
-                         options: ort.SessionOptions | None = None) -> ort.SessionOptions:
+def make_session_options(
+    threads: int | None = None, optimization_level: str | None = None, options: ort.SessionOptions | None = None
+) -> ort.SessionOptions:
     """SessionOptions with intra-op threads and graph optimization level ('disable', 'basic',
     'extended', 'all') applied on top of `options`."""
     opts = options or ort.SessionOptions()
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
-            raise ValueError(f"threads must be an int from 0 (onnxruntime's default) to {MAX_THREADS} "
-                             f"(4 per core of the {os.cpu_count()} here); got {threads!r}")
+            raise ValueError(
+                f"threads must be an int from 0 (onnxruntime's default) to {MAX_THREADS} "
+                f"(4 per core of the {os.cpu_count()} here); got {threads!r}"
+            )
         opts.intra_op_num_threads = threads
     if optimization_level is not None:
-        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
         if optimization_level not in levels:
             raise ValueError(f"optimization_level must be one of {sorted(levels)}, got {optimization_level!r}")
         opts.graph_optimization_level = levels[optimization_level]
@@ -269,18 +301,23 @@ def make_runner(session: ort.InferenceSession) -> Runner:
     return lambda names, feeds: session.run(names, feeds)
 
 
-def check_session_signature(session: ort.InferenceSession, spec: contract.GraphSpec, sizes: dict[str, int],
-                            batch: int | None, name: str) -> None:
+def check_session_signature(
+    session: ort.InferenceSession, spec: contract.GraphSpec, sizes: dict[str, int], batch: int | None, name: str
+) -> None:
     """ModelError unless the session's inputs and outputs are the contract's: names, dtypes, ranks,
     fixed axes (from the manifest config) and the batch axis (dynamic, or the variant's fixed size)."""
     dtypes = {v: k for k, v in contract.ORT_TYPES.items()}
     for kind, got in (("input", session.get_inputs()), ("output", session.get_outputs())):
-        found = [(t.name, dtypes.get(t.type, t.type), [None if isinstance(d, str) or d is None else int(d)
-                                                        for d in t.shape]) for t in got]
+        found = [
+            (t.name, dtypes.get(t.type, t.type), [None if isinstance(d, str) or d is None else int(d) for d in t.shape])
+            for t in got
+        ]
         expected = spec.signature(kind, sizes, batch)
         if found != expected:
-            raise ModelError(f"{name}: graph {kind}s {found} do not match this runtime's contract and the "
-                             f"manifest's config {expected} (None = the dynamic batch axis)")
+            raise ModelError(
+                f"{name}: graph {kind}s {found} do not match this runtime's contract and the "
+                f"manifest's config {expected} (None = the dynamic batch axis)"
+            )
 
 
 def start_session(blob: bytes, name: str, device: str, options: ort.SessionOptions) -> ort.InferenceSession:
@@ -294,8 +331,10 @@ def start_session(blob: bytes, name: str, device: str, options: ort.SessionOptio
     active = session.get_providers()
     if providers[0] == CUDA and active[0] != CUDA:
         if device == "cuda":
-            raise DeviceError(f"device='cuda': {CUDA} is listed by onnxruntime but did not load for {name} "
-                              f"(session runs on {active}); check the CUDA and cuDNN libraries "
-                              "(onnxruntime.preload_dlls())")
+            raise DeviceError(
+                f"device='cuda': {CUDA} is listed by onnxruntime but did not load for {name} "
+                f"(session runs on {active}); check the CUDA and cuDNN libraries "
+                "(onnxruntime.preload_dlls())"
+            )
         logger.warning("CUDA provider failed to load for %s; using %s", name, active)
     return session

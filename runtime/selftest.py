@@ -7,6 +7,7 @@
 needs only numpy and onnxruntime. The files are plain .npz and JSON, so any runtime can run the
 same check (README: "Self-test on any runtime").
 """
+
 from __future__ import annotations
 
 import io
@@ -105,7 +106,7 @@ def run_selftest(vae: VAE) -> SelftestReport:
         except KeyError as exc:
             raise ModelError(f"golden vectors in {vae.files.folder} have no array {exc}") from exc
         gots = run_rows(sessions[graph], gspec.output_names, feeds, vae.fixed_batch)
-        for name, got, want in zip(gspec.output_names, gots, wants):
+        for name, got, want in zip(gspec.output_names, gots, wants, strict=True):
             budget = 0.0 if budgets is None else budgets.get(name)
             if budget is None:
                 continue

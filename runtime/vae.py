@@ -8,6 +8,7 @@ Every input is checked before `InferenceSession.run` (onnxruntime silently broad
 of 1, passes NaN through and misreads big-endian arrays), converted exactly to native float32,
 and processed in chunks so memory stays bounded. One instance is safe to use from many threads.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,16 @@ from numpy.typing import ArrayLike, NDArray
 from . import contract
 from . import likelihood as lik
 from .errors import ModelError
-from .model import (ModelFiles, Runner, check_session_signature, load_model_files, make_runner,
-                    make_session_options, start_session, verify_model_files)
+from .model import (
+    ModelFiles,
+    Runner,
+    check_session_signature,
+    load_model_files,
+    make_runner,
+    make_session_options,
+    start_session,
+    verify_model_files,
+)
 
 FloatArray = NDArray[np.float32]
 DEFAULT_CHUNK = 2048
@@ -62,20 +71,36 @@ class VAE:
     chunk_size: rows per `run` call for large batches.
     """
 
-    def __init__(self, model_dir: str | os.PathLike[str] | ModelFiles | None = None, device: str = "auto", *,
-                 variant: str = contract.DEFAULT_VARIANT, threads: int | None = None, optimization_level: str | None = None,
-                 session_options: ort.SessionOptions | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str] | ModelFiles | None = None,
+        device: str = "auto",
+        *,
+        variant: str = contract.DEFAULT_VARIANT,
+        threads: int | None = None,
+        optimization_level: str | None = None,
+        session_options: ort.SessionOptions | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> None:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        self._options = {"device": device, "threads": threads, "optimization_level": optimization_level,
-                         "chunk_size": chunk_size, "custom_session_options": session_options is not None}
-        self.files: ModelFiles = (model_dir if isinstance(model_dir, ModelFiles)
-                                  else load_model_files(model_dir, variant))
+        self._options = {
+            "device": device,
+            "threads": threads,
+            "optimization_level": optimization_level,
+            "chunk_size": chunk_size,
+            "custom_session_options": session_options is not None,
+        }
+        self.files: ModelFiles = (
+            model_dir if isinstance(model_dir, ModelFiles) else load_model_files(model_dir, variant)
+        )
         self.fixed_batch = self.files.fixed_batch
         if self.fixed_batch is not None:
             if self.fixed_batch != 1:
-                raise ModelError(f"variant {self.files.variant!r} has fixed batch {self.fixed_batch}; "
-                                 "this runtime runs fixed-shape graphs at batch 1 only")
+                raise ModelError(
+                    f"variant {self.files.variant!r} has fixed batch {self.fixed_batch}; "
+                    "this runtime runs fixed-shape graphs at batch 1 only"
+                )
             chunk_size = 1
         auto_threads = threads is None and session_options is None
         opts = make_session_options(1 if auto_threads else threads, optimization_level, session_options)
@@ -102,10 +127,12 @@ class VAE:
 
     def _by_rows(self, small: Runner, graph: str, first: str) -> Runner:
         """A runner that sends batches of WIDE_ROWS rows or more to the all-cores session."""
+
         def run(names: list[str], feeds: dict[str, Any]) -> list[Any]:
             if len(feeds[first]) < WIDE_ROWS:
                 return small(names, feeds)
             return self._wide_runner(graph)(names, feeds)
+
         return run
 
     def _wide_runner(self, graph: str) -> Runner:
@@ -144,11 +171,19 @@ class VAE:
         and the options; sessions are rebuilt on the other side, where every sha256 is checked again.
         Seeded results are the same there; unseeded draws get a fresh generator."""
         if self._options["custom_session_options"]:
-            raise TypeError("a VAE made with session_options cannot be pickled (onnxruntime's SessionOptions "
-                            "cannot be); use threads= and optimization_level= instead")
+            raise TypeError(
+                "a VAE made with session_options cannot be pickled (onnxruntime's SessionOptions "
+                "cannot be); use threads= and optimization_level= instead"
+            )
         f = self.files
-        return {"folder": str(f.folder), "manifest": f.manifest, "blobs": f.blobs, "extras": f.extras,
-                "variant": f.variant, "options": {k: v for k, v in self._options.items() if k != "custom_session_options"}}
+        return {
+            "folder": str(f.folder),
+            "manifest": f.manifest,
+            "blobs": f.blobs,
+            "extras": f.extras,
+            "variant": f.variant,
+            "options": {k: v for k, v in self._options.items() if k != "custom_session_options"},
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         files = ModelFiles(Path(state["folder"]), state["manifest"], state["blobs"], state["extras"], state["variant"])
@@ -156,8 +191,10 @@ class VAE:
         self.__init__(files, **state["options"])  # type: ignore[misc]
 
     def __repr__(self) -> str:
-        return (f"VAE(model_dir={str(self.files.folder)!r}, variant={self.files.variant!r}, device={self.device!r}, "
-                f"latent={self.latent})")
+        return (
+            f"VAE(model_dir={str(self.files.folder)!r}, variant={self.files.variant!r}, device={self.device!r}, "
+            f"latent={self.latent})"
+        )
 
     # -- the operations ---------------------------------------------------------------------
     def sample_latent(self, n: int, seed: int | None = None) -> FloatArray:
@@ -175,15 +212,16 @@ class VAE:
         At most MAX_SAMPLES per call (ask in several calls for more)."""
         check_count(n, "n")
         if n > MAX_SAMPLES:
-            raise ValueError(f"n must be at most {MAX_SAMPLES:,} per call ({MAX_SAMPLES * self.pixels * 4 / 2**30:.2f} "
-                             f"GiB of output); got {n:,}: sample in several calls")
+            raise ValueError(
+                f"n must be at most {MAX_SAMPLES:,} per call ({MAX_SAMPLES * self.pixels * 4 / 2**30:.2f} "
+                f"GiB of output); got {n:,}: sample in several calls"
+            )
         return self.decode(self.sample_latent(n, seed))
 
     def encode(self, x: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """(mu, logvar) of q(z|x): (N, latent) each for a batch, (latent,) each for one image."""
         xs, single = self._check_images(x)
-        mu, logvar = self._encode_rows(xs, np.zeros((len(xs), self.latent), np.float32),
-                                       (contract.MU, contract.LOGVAR))
+        mu, logvar = self._encode_rows(xs, np.zeros((len(xs), self.latent), np.float32), (contract.MU, contract.LOGVAR))
         return (mu[0], logvar[0]) if single else (mu, logvar)
 
     def encode_z(self, x: ArrayLike, eps: ArrayLike | None = None, seed: int | None = None) -> FloatArray:
@@ -205,8 +243,9 @@ class VAE:
         """Images as the model sees them: float32 (N, H, W) in [0, 1] (integer levels / 255), after
         the same checks as every other method (a single image gives (1, H, W))."""
         xs, _ = self._check_images(x)
-        return np.concatenate([as_float_images(xs[lo : lo + self.chunk_size])
-                               for lo in range(0, len(xs), self.chunk_size)]).reshape(-1, *self.image_shape)
+        return np.concatenate(
+            [as_float_images(xs[lo : lo + self.chunk_size]) for lo in range(0, len(xs), self.chunk_size)]
+        ).reshape(-1, *self.image_shape)
 
     def decode(self, z: ArrayLike) -> FloatArray:
         """Pixel means (N, H, W) in [0, 1] for latents z (N, latent) or one (latent,)."""
@@ -261,12 +300,14 @@ class VAE:
             z = lik_z(mu[lo:hi], logvar[lo:hi], eps_arr[lo:hi])
             logits, mean = self._run_likelihood_decoder(z)
             xb = as_float_images(xs[lo:hi])
-            out[lo:hi] = lik.log_px_given_z(xb, logits, mean, self.likelihood) \
-                - lik.kl_standard_normal(mu[lo:hi], logvar[lo:hi])
+            out[lo:hi] = lik.log_px_given_z(xb, logits, mean, self.likelihood) - lik.kl_standard_normal(
+                mu[lo:hi], logvar[lo:hi]
+            )
         return float(out[0]) if single else out
 
-    def log_likelihood(self, x: ArrayLike, k: int = DEFAULT_K, seed: int | None = None,
-                       eps: ArrayLike | None = None) -> float | NDArray[np.float64]:
+    def log_likelihood(
+        self, x: ArrayLike, k: int = DEFAULT_K, seed: int | None = None, eps: ArrayLike | None = None
+    ) -> float | NDArray[np.float64]:
         """The importance-weighted estimate of log p(x) per image, in nats (Burda et al. 2015, eq. 8).
 
         log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x) with z_i ~ q(z|x): a lower bound that tightens as k
@@ -294,8 +335,12 @@ class VAE:
         else:
             base = int(seed)  # type: ignore[arg-type]
             noise = lambda lo, hi: np.stack(  # noqa: E731
-                [np.random.default_rng([base, i]).standard_normal((k, self.latent), dtype=np.float32)
-                 for i in range(lo, hi)], axis=1)
+                [
+                    np.random.default_rng([base, i]).standard_normal((k, self.latent), dtype=np.float32)
+                    for i in range(lo, hi)
+                ],
+                axis=1,
+            )
         out = self._iw_log_likelihood(xs, k, noise)
         return float(out[0]) if single else out
 
@@ -326,8 +371,12 @@ class VAE:
         xs, _ = self._check_images(x)
         common = np.random.default_rng(seed).standard_normal((k, 1, self.latent), dtype=np.float32)
         nll = -self._iw_log_likelihood(xs, k, lambda lo, hi: np.broadcast_to(common, (k, hi - lo, self.latent)))
-        complexity = np.concatenate([lik.complexity_nats(as_float_images(xs[lo : lo + self.chunk_size]))
-                                     for lo in range(0, len(xs), self.chunk_size)])
+        complexity = np.concatenate(
+            [
+                lik.complexity_nats(as_float_images(xs[lo : lo + self.chunk_size]))
+                for lo in range(0, len(xs), self.chunk_size)
+            ]
+        )
         return nll, complexity
 
     @property
@@ -360,8 +409,9 @@ class VAE:
             z = lik_z(m[None], lv[None], eps[s:e])  # (kb, B, latent)
             logits, mean = self._run_likelihood_decoder(z.reshape(-1, self.latent))
             shape = (e - s, hi - lo, self.pixels)
-            log_px = lik.log_px_given_z(xb[None], logits.reshape(shape),
-                                        None if mean is None else mean.reshape(shape), self.likelihood)
+            log_px = lik.log_px_given_z(
+                xb[None], logits.reshape(shape), None if mean is None else mean.reshape(shape), self.likelihood
+            )
             zero = np.zeros_like(z)
             log_w[s:e] = log_px + lik.log_normal(z, zero, zero) - lik.log_normal(z, m[None], lv[None])
             if e == k:
@@ -381,8 +431,9 @@ class VAE:
         outs = [np.empty((len(xs), self.latent), np.float32) for _ in names]
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
-            for out, got in zip(outs, self._encoder_runner(list(names), self._encoder_feed(xs[lo:hi], eps[lo:hi]))):
-                out[lo:hi] = got
+            got = self._encoder_runner(list(names), self._encoder_feed(xs[lo:hi], eps[lo:hi]))
+            for out, part in zip(outs, got, strict=True):
+                out[lo:hi] = part
         return outs
 
     @staticmethod
@@ -415,12 +466,17 @@ class VAE:
         single = shape in ((self.pixels,), (h, w))
         if single:
             arr = arr.reshape(1, self.pixels)
-        elif (arr.ndim == 2 and shape[1] == self.pixels) or (arr.ndim == 3 and shape[1:] == (h, w)) \
-                or (arr.ndim == 4 and shape[1:] == (1, h, w)):
+        elif (
+            (arr.ndim == 2 and shape[1] == self.pixels)
+            or (arr.ndim == 3 and shape[1:] == (h, w))
+            or (arr.ndim == 4 and shape[1:] == (1, h, w))
+        ):
             arr = arr.reshape(shape[0], self.pixels)
         else:
-            raise ValueError(f"{name}: expected images shaped (N, {self.pixels}), (N, {h}, {w}), (N, 1, {h}, {w}), "
-                             f"({self.pixels},) or ({h}, {w}); got shape {shape}")
+            raise ValueError(
+                f"{name}: expected images shaped (N, {self.pixels}), (N, {h}, {w}), (N, 1, {h}, {w}), "
+                f"({self.pixels},) or ({h}, {w}); got shape {shape}"
+            )
         if len(arr) == 0:
             raise ValueError(f"{name}: expected at least one image; got an empty batch of shape {shape}")
         check_values(arr, name, self.chunk_size)
@@ -437,13 +493,17 @@ class VAE:
         elif arr.ndim == 2 and arr.shape[1] == self.latent:
             is_single = False
         else:
-            raise ValueError(f"{name}: expected shape (N, {self.latent}) or ({self.latent},) for this model's "
-                             f"latent size {self.latent}; got shape {arr.shape}")
+            raise ValueError(
+                f"{name}: expected shape (N, {self.latent}) or ({self.latent},) for this model's "
+                f"latent size {self.latent}; got shape {arr.shape}"
+            )
         if len(arr) == 0:
             raise ValueError(f"{name}: expected at least one row; got an empty batch of shape {arr.shape}")
         if batch is not None and len(arr) != batch:
-            raise ValueError(f"{name}: batch of {len(arr)} does not match x's batch of {batch} "
-                             "(no broadcasting: give one eps row per image)")
+            raise ValueError(
+                f"{name}: batch of {len(arr)} does not match x's batch of {batch} "
+                "(no broadcasting: give one eps row per image)"
+            )
         out = np.ascontiguousarray(arr, dtype=np.float32)
         if not all_finite(out):
             bad = int(np.argwhere(~np.isfinite(out))[0][0])
@@ -518,8 +578,10 @@ def as_numeric_array(x: Any, name: str, what: str) -> np.ndarray:
     for masked arrays with masked values (their hidden data would be used silently)."""
     if isinstance(x, np.ma.MaskedArray):
         if np.ma.getmaskarray(x).any():
-            raise ValueError(f"{name}: got a masked array with {int(np.ma.getmaskarray(x).sum())} masked values; "
-                             "fill them first (x.filled(0)) or pass a plain array")
+            raise ValueError(
+                f"{name}: got a masked array with {int(np.ma.getmaskarray(x).sum())} masked values; "
+                "fill them first (x.filled(0)) or pass a plain array"
+            )
         x = np.ma.getdata(x)
     try:
         arr = np.asarray(x)
@@ -538,15 +600,19 @@ def check_values(arr: np.ndarray, name: str, chunk: int) -> None:
             finite = np.isfinite(part)
             if not finite.all():
                 bad = lo + int(np.argwhere(~finite)[0][0])
-                raise ValueError(f"{name}: expected finite pixel values in [0, 1]; got NaN or Inf (first in image {bad})")
+                raise ValueError(
+                    f"{name}: expected finite pixel values in [0, 1]; got NaN or Inf (first in image {bad})"
+                )
             lo_v, hi_v, expect = float(part.min()), float(part.max()), "[0, 1] for float input"
             ok = lo_v >= 0.0 and hi_v <= 1.0
         else:
             lo_v, hi_v, expect = int(part.min()), int(part.max()), "0..255 for integer input"
             ok = lo_v >= 0 and hi_v <= 255
         if not ok:
-            raise ValueError(f"{name}: expected pixel values in {expect}; got values from {lo_v} to {hi_v} "
-                             f"(in images {lo}..{lo + len(part) - 1})")
+            raise ValueError(
+                f"{name}: expected pixel values in {expect}; got values from {lo_v} to {hi_v} "
+                f"(in images {lo}..{lo + len(part) - 1})"
+            )
 
 
 def as_float_images(part: np.ndarray) -> np.ndarray:

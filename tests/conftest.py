@@ -1,4 +1,5 @@
 """Shared fixtures: data folder, small trained and fresh checkpoints, exported model folders."""
+
 from __future__ import annotations
 
 import os
@@ -11,11 +12,14 @@ REPO = Path(__file__).resolve().parents[1]
 RELEASED_CHECKPOINTS = REPO / "artifacts" / "checkpoints"
 SHIPPED_MODEL = REPO / "runtime" / "models" / "default"
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
-NO_CUDA_REASON = (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider here "
-                  f"(available: {ort.get_available_providers()}); run on a GPU machine with edgevae[gpu]")
-DEVICES = [pytest.param("cpu", id="cpu"),
-           pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda,
-                                                  pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA_REASON)])]
+NO_CUDA_REASON = (
+    f"onnxruntime {ort.__version__} has no CUDAExecutionProvider here "
+    f"(available: {ort.get_available_providers()}); run on a GPU machine with edgevae[gpu]"
+)
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA_REASON)]),
+]
 
 
 def find_data_dir() -> Path | None:
@@ -76,7 +80,7 @@ def model_case(request: pytest.FixtureRequest) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def real_digits() -> "object":
+def real_digits() -> object:
     """256 real MNIST test digits, uint8 (256, 784), as shipped with the exporter."""
     from edgevae.export.validate import load_real_images
 

@@ -1,4 +1,5 @@
 """Checkpoints: round trip, literal weights_only loads, atomic writes, corrupt files named."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,7 @@ def test_round_trip_rebuilds_identical_outputs(tmp_path: Path) -> None:
     loaded_enc, loaded_dec = checkpoint.load_pair(tmp_path)
     x, z = torch.rand(9, 784), torch.randn(9, 5)
     with torch.no_grad():
-        for a, b in zip(encoder(x), loaded_enc(x)):
+        for a, b in zip(encoder(x), loaded_enc(x), strict=True):
             assert torch.equal(a, b)
         assert torch.equal(decoder(z), loaded_dec(z))
     assert loaded_enc.config == CONFIG.model

@@ -1,4 +1,5 @@
 """The `edgevae` console script: outputs, --model/--device, and one-line errors."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,22 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_sample_png_and_npy(released_model: Path, tmp_path: Path) -> None:
-    out = ok(edgevae("sample", "-n", "64", "--seed", "0", "-o", "s.png", "--model", str(released_model),
-                     "--device", "cpu", cwd=tmp_path))
+    out = ok(
+        edgevae(
+            "sample",
+            "-n",
+            "64",
+            "--seed",
+            "0",
+            "-o",
+            "s.png",
+            "--model",
+            str(released_model),
+            "--device",
+            "cpu",
+            cwd=tmp_path,
+        )
+    )
     assert "device: cpu -> cpu (CPUExecutionProvider)" in out and "wrote 64 samples" in out
     with Image.open(tmp_path / "s.png") as im:
         assert im.mode == "L" and im.size == (2 * (8 * 30 + 2),) * 2  # 8x8 tiles of 28+2 px, scaled x2
@@ -44,8 +59,9 @@ def test_reconstruct_npy_and_png_inputs(released_model: Path, tmp_path: Path, re
     with Image.open(tmp_path / "r.png") as im:
         assert im.size[0] == 2 * (12 * 30 + 2)  # originals and reconstructions side by side
     ok(edgevae("reconstruct", "x.npy", "-o", "r.npy", "--model", str(released_model), cwd=tmp_path))
-    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"),
-                                  VAE(released_model, device="cpu").reconstruct(real_digits[:6]))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "r.npy"), VAE(released_model, device="cpu").reconstruct(real_digits[:6])
+    )
     Image.fromarray(real_digits[0].reshape(28, 28)).save(tmp_path / "one.png")
     ok(edgevae("reconstruct", "one.png", "-o", "one_r.npy", "--model", str(released_model), cwd=tmp_path))
     assert np.load(tmp_path / "one_r.npy").shape == (1, 28, 28)
@@ -54,26 +70,48 @@ def test_reconstruct_npy_and_png_inputs(released_model: Path, tmp_path: Path, re
 def test_interpolate(released_model: Path, tmp_path: Path, real_digits: np.ndarray) -> None:
     Image.fromarray(real_digits[0].reshape(28, 28)).save(tmp_path / "a.png")
     np.save(tmp_path / "b.npy", real_digits[1].reshape(28, 28))
-    out = ok(edgevae("interpolate", "a.png", "b.npy", "--steps", "7", "-o", "path.npy",
-                     "--model", str(released_model), cwd=tmp_path))
+    out = ok(
+        edgevae(
+            "interpolate",
+            "a.png",
+            "b.npy",
+            "--steps",
+            "7",
+            "-o",
+            "path.npy",
+            "--model",
+            str(released_model),
+            cwd=tmp_path,
+        )
+    )
     assert "wrote 7 interpolation steps" in out and np.load(tmp_path / "path.npy").shape == (7, 28, 28)
 
 
 def test_info(released_model: Path, tmp_path: Path) -> None:
     out = ok(edgevae("info", "--model", str(released_model), cwd=tmp_path))
-    for text in ("encoder.onnx: sha256", "decoder.onnx: sha256", "(verified)", "available providers:",
-                 "active providers: CPUExecutionProvider", '"latent": 20', "opset: 17"):
+    for text in (
+        "encoder.onnx: sha256",
+        "decoder.onnx: sha256",
+        "(verified)",
+        "available providers:",
+        "active providers: CPUExecutionProvider",
+        '"latent": 20',
+        "opset: 17",
+    ):
         assert text in out, text
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sample", "-n", "0"], "n must be an int >= 1; got 0"),
-    (["sample", "-o", "s.gif"], "output must end in .png or .npy"),
-    (["reconstruct", "missing.npy"], "input file missing.npy not found"),
-    (["reconstruct", "bad.npy"], "x: expected images shaped"),
-    (["sample", "--model", "nowhere"], "model folder nowhere does not exist"),
-    (["interpolate", "bad.npy", "bad.npy"], "x_a: expected images shaped"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "-n", "0"], "n must be an int >= 1; got 0"),
+        (["sample", "-o", "s.gif"], "output must end in .png or .npy"),
+        (["reconstruct", "missing.npy"], "input file missing.npy not found"),
+        (["reconstruct", "bad.npy"], "x: expected images shaped"),
+        (["sample", "--model", "nowhere"], "model folder nowhere does not exist"),
+        (["interpolate", "bad.npy", "bad.npy"], "x_a: expected images shaped"),
+    ],
+)
 def test_errors_exit_nonzero_with_one_line(released_model: Path, tmp_path: Path, args: list[str], message: str) -> None:
     np.save(tmp_path / "bad.npy", np.zeros((3, 5), np.float32))
     if "--model" not in args:

@@ -1,4 +1,5 @@
 """Config dataclasses: validation, presets, and the round trip through plain dicts."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,12 +23,15 @@ def test_default_is_bernoulli() -> None:
     assert PRESETS["default"].model.likelihood == "bernoulli"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"likelihood": "poisson"}, "likelihood must be one of"),
-    ({"latent": 0}, "hidden and latent must be >= 1"),
-    ({"beta": -1.0}, "beta must be >= 0"),
-    ({"image_shape": (28,)}, "image_shape must be two positive ints"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"likelihood": "poisson"}, "likelihood must be one of"),
+        ({"latent": 0}, "hidden and latent must be >= 1"),
+        ({"beta": -1.0}, "beta must be >= 0"),
+        ({"image_shape": (28,)}, "image_shape must be two positive ints"),
+    ],
+)
 def test_bad_model_config_is_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         VAEConfig(**kwargs)

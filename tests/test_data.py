@@ -1,4 +1,5 @@
 """Reading MNIST-format IDX data: layouts, checksums, and clear errors for missing or corrupt files."""
+
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,5 @@
 """The exported graphs: contract, checks, metadata, manifest, determinism, validation, CLI."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,7 @@ def test_both_graphs_load_with_contract_signatures(released_model: Path) -> None
 
 
 def test_no_random_operators_and_self_contained(released_model: Path) -> None:
-    for graph, spec in contract.GRAPHS.items():
+    for spec in contract.GRAPHS.values():
         model = onnx.load(released_model / spec.file)
         assert not {n.op_type for n in model.graph.node} & contract.RANDOM_OPS
         assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
@@ -46,8 +47,12 @@ def test_no_random_operators_and_self_contained(released_model: Path) -> None:
     manifest = json.loads((released_model / contract.MANIFEST_FILE).read_text())
     listed = sorted([contract.MANIFEST_FILE, *manifest["files"]])
     assert sorted(p.name for p in released_model.iterdir() if p.name != ".export.lock") == listed
-    assert {contract.GOLDEN_FILE, contract.GOLDEN_SPEC_FILE, contract.SCORE_STATS_FILE,
-            contract.REQUIRED_OPERATORS_FILE} <= set(manifest["files"])
+    assert {
+        contract.GOLDEN_FILE,
+        contract.GOLDEN_SPEC_FILE,
+        contract.SCORE_STATS_FILE,
+        contract.REQUIRED_OPERATORS_FILE,
+    } <= set(manifest["files"])
     assert {v.file(g) for v in contract.VARIANTS.values() for g in contract.GRAPHS} <= set(manifest["files"])
 
 
@@ -67,11 +72,16 @@ def test_dynamic_batch(released_model: Path, batch: int) -> None:
 def test_metadata(released_model: Path) -> None:
     import torch
 
-    for graph, spec in contract.GRAPHS.items():
+    for graph in contract.GRAPHS:
         meta = session(released_model, graph).get_modelmeta().custom_metadata_map
         assert meta[contract.META_GRAPH] == graph
-        assert json.loads(meta[contract.META_CONFIG]) == {"beta": 1.0, "hidden": 200, "image_shape": [28, 28],
-                                                           "latent": 20, "likelihood": "bernoulli"}
+        assert json.loads(meta[contract.META_CONFIG]) == {
+            "beta": 1.0,
+            "hidden": 200,
+            "image_shape": [28, 28],
+            "latent": 20,
+            "likelihood": "bernoulli",
+        }
         source = RELEASED_CHECKPOINTS / f"{graph}.pt"
         assert meta[contract.META_CHECKPOINT_SHA256] == hashlib.sha256(source.read_bytes()).hexdigest()
         versions = json.loads(meta[contract.META_VERSIONS])
@@ -83,7 +93,7 @@ def test_manifest_describes_each_file(released_model: Path) -> None:
     manifest = json.loads((released_model / contract.MANIFEST_FILE).read_text())
     assert manifest["format"] == contract.MANIFEST_FORMAT and manifest["opset"] == contract.OPSET
     assert manifest["min_onnxruntime"] == contract.MIN_ONNXRUNTIME
-    for graph, spec in contract.GRAPHS.items():
+    for spec in contract.GRAPHS.values():
         entry = manifest["files"][spec.file]
         blob = (released_model / spec.file).read_bytes()
         assert entry["sha256"] == hashlib.sha256(blob).hexdigest() and entry["size"] == len(blob)
@@ -162,10 +172,16 @@ def fix_batch_axis(model: onnx.ModelProto) -> None:
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
 
 
-@pytest.mark.parametrize("damage, found", [
-    (break_name, "'pixels'"), (break_dtype, "elem_type 11"), (break_rank, "[None, 784, 1]"),
-    (break_fixed_axis, "[None, 21]"), (fix_batch_axis, "[4, 20]"),
-])
+@pytest.mark.parametrize(
+    "damage, found",
+    [
+        (break_name, "'pixels'"),
+        (break_dtype, "elem_type 11"),
+        (break_rank, "[None, 784, 1]"),
+        (break_fixed_axis, "[None, 21]"),
+        (fix_batch_axis, "[4, 20]"),
+    ],
+)
 def test_check_graph_compares_names_dtypes_ranks_and_axes_with_the_contract(damage: Any, found: str) -> None:
     _, blobs = build_graphs(RELEASED_CHECKPOINTS)
     model = onnx.load_from_string(blobs["decoder"])
@@ -176,9 +192,11 @@ def test_check_graph_compares_names_dtypes_ranks_and_axes_with_the_contract(dama
 
 
 def test_validation_reports_the_worst_of_all_failures() -> None:
-    rows = [{"inputs": "random", "batch": 1, "max_abs_diff": {"encoder.mu": 2e-5, "decoder.mean": 1e-6}},
-            {"inputs": "real", "batch": 7, "max_abs_diff": {"encoder.mu": 3e-5, "decoder.mean": 5e-4}},
-            {"inputs": "real", "batch": 64, "max_abs_diff": {"encoder.mu": 1e-6, "decoder.mean": 1e-6}}]
+    rows = [
+        {"inputs": "random", "batch": 1, "max_abs_diff": {"encoder.mu": 2e-5, "decoder.mean": 1e-6}},
+        {"inputs": "real", "batch": 7, "max_abs_diff": {"encoder.mu": 3e-5, "decoder.mean": 5e-4}},
+        {"inputs": "real", "batch": 64, "max_abs_diff": {"encoder.mu": 1e-6, "decoder.mean": 1e-6}},
+    ]
     with pytest.raises(ParityError) as err:
         validate_parity(rows)
     assert (err.value.graph, err.value.output, err.value.batch, err.value.max_abs_diff) == ("decoder", "mean", 7, 5e-4)
@@ -216,7 +234,7 @@ def test_cli_bad_checkpoint_writes_nothing(tmp_path: Path, damage: str) -> None:
     result = export_cli("--checkpoints", str(ckpt), "--out", str(tmp_path / "out"), "--device", "cpu")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     expected = "corrupt checkpoint" if damage == "corrupt" else "not found"
-    assert f"error: " in result.stderr and expected in result.stderr and "decoder.pt" in result.stderr
+    assert "error: " in result.stderr and expected in result.stderr and "decoder.pt" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -233,7 +251,8 @@ def test_cuda_validation_refused_without_cuda(tmp_path: Path) -> None:
 
 
 def test_export_reads_each_checkpoint_once_and_records_the_bytes_it_traced(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A kill between save_pair's renames leaves decoder.pt one epoch behind and the new decoder
     pending: export must trace the pending half and record *its* sha256, reading each file once."""
     from edgevae.export.convert import export_model
@@ -256,8 +275,10 @@ def test_export_reads_each_checkpoint_once_and_records_the_bytes_it_traced(
 
     assert sorted(reads) == sorted(["encoder.pt", "decoder.pt", pending.name])
     manifest = json.loads((tmp_path / "out" / contract.MANIFEST_FILE).read_text())
-    want = {"encoder": hashlib.sha256((ckpt / "encoder.pt").read_bytes()).hexdigest(),
-            "decoder": hashlib.sha256(pending.read_bytes()).hexdigest()}
+    want = {
+        "encoder": hashlib.sha256((ckpt / "encoder.pt").read_bytes()).hexdigest(),
+        "decoder": hashlib.sha256(pending.read_bytes()).hexdigest(),
+    }
     for graph, spec in contract.GRAPHS.items():
         assert manifest["files"][spec.file]["source_checkpoint_sha256"] == want[graph]
         meta = {p.key: p.value for p in onnx.load(tmp_path / "out" / spec.file).metadata_props}

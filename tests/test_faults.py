@@ -1,4 +1,5 @@
 """Defects found by a hostile probe (issue 9), each reproduced and now refused with a clear error."""
+
 from __future__ import annotations
 
 import io
@@ -15,11 +16,10 @@ import pytest
 import torch
 
 from edgevae.export.convert import ExportError, export_lock, export_model
-from edgevae.runtime.model import seal_manifest
 from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main
 from edgevae.runtime.images import read_images
-from edgevae.runtime.model import MAX_THREADS
+from edgevae.runtime.model import MAX_THREADS, seal_manifest
 from edgevae.runtime.vae import MAX_SAMPLES
 from edgevae.train import checkpoint, loop
 from edgevae.train.checkpoint import CheckpointError
@@ -43,8 +43,10 @@ def tensor_offsets(path: Path) -> list[int]:
         infos = [i for i in zf.infolist() if "/data/" in i.filename and i.file_size > 1000]
     offsets = []
     for info in infos:
-        name_len, extra_len = int.from_bytes(raw[info.header_offset + 26: info.header_offset + 28], "little"), \
-            int.from_bytes(raw[info.header_offset + 28: info.header_offset + 30], "little")
+        name_len, extra_len = (
+            int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little"),
+            int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little"),
+        )
         start = info.header_offset + 30 + name_len + extra_len
         offsets += [start + info.file_size // 2, start + 1, start + info.file_size - 2]
     return offsets
@@ -63,8 +65,12 @@ def test_1_a_flipped_byte_in_a_checkpoint_is_refused_and_export_writes_nothing(t
         with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*decoder.pt: member .* fails its CRC-32"):
             checkpoint.load_pair(folder)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "edgevae.export", "--checkpoints", str(folder), "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "edgevae.export", "--checkpoints", str(folder), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "CRC-32" in result.stderr and not out.exists()
 
 
@@ -113,13 +119,17 @@ def npy_header_only(shape: tuple[int, ...]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "is not a readable .npy array (0 bytes)"),
-    (npy_header_only((100_000_000, 784)), "inputs above 4 GiB are refused"),
-    (npy_header_only((1000, 784)), "is truncated: header says shape (1000, 784)"),
-])
-def test_6_broken_npy_inputs_are_one_line_errors(tmp_path: Path, content: bytes, message: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is not a readable .npy array (0 bytes)"),
+        (npy_header_only((100_000_000, 784)), "inputs above 4 GiB are refused"),
+        (npy_header_only((1000, 784)), "is truncated: header says shape (1000, 784)"),
+    ],
+)
+def test_6_broken_npy_inputs_are_one_line_errors(
+    tmp_path: Path, content: bytes, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "x.npy").write_bytes(content)
     assert main(["reconstruct", str(tmp_path / "x.npy"), "-o", str(tmp_path / "r.png")]) == 2
     err = capsys.readouterr().err
@@ -137,11 +147,14 @@ def test_6_sample_requests_above_the_cap_are_refused_before_allocating(capsys: p
     assert peak < 50 * 2**20
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: m["config"].pop("image_shape"), "config.image_shape must be"),
-    (lambda m: m["config"].update(latent=21), "do not match this runtime's contract"),
-    (lambda m: m["config"].update(latent="20"), "config.latent must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["config"].pop("image_shape"), "config.image_shape must be"),
+        (lambda m: m["config"].update(latent=21), "do not match this runtime's contract"),
+        (lambda m: m["config"].update(latent="20"), "config.latent must be a positive int"),
+    ],
+)
 def test_6_manifest_config_is_checked_against_the_graphs(tmp_path: Path, edit: object, message: str) -> None:
     model = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, model)
@@ -158,8 +171,9 @@ class Payload:
 
 
 @pytest.mark.parametrize("force_env", [False, True])
-def test_7_a_pickle_payload_is_refused_plainly_and_never_runs(tmp_path: Path, force_env: bool,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_7_a_pickle_payload_is_refused_plainly_and_never_runs(
+    tmp_path: Path, force_env: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = copy_checkpoints(tmp_path)
     buf = io.BytesIO()
     torch.save({"format": checkpoint.FORMAT, "payload": Payload()}, buf)
@@ -189,8 +203,9 @@ def test_8_stale_temporary_files_are_removed_on_the_next_start(tmp_path: Path, d
     assert encoder.config == decoder.config
 
 
-def test_9_output_suffix_is_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_9_output_suffix_is_checked_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(VAE, "sample", lambda *a, **k: pytest.fail("sampled before checking the output"))
     assert main(["sample", "-n", "300000", "-o", str(tmp_path / "x.jpg")]) == 2
     assert "output must end in .png or .npy, got 'x.jpg'" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Pictures: grids, the standard-library PNG writer (checked with Pillow), .npy round trips."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """Artifact integrity: a flipped byte anywhere in a shipped model file or a released checkpoint is
 detected before use, with the file named; empty, truncated, missing, directory and outside-link
 files are typed errors naming the file, within a second."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ def model(tmp_path: Path) -> Path:
 def test_a_flipped_byte_in_any_model_file_is_detected(model: Path, name: str) -> None:
     path = model / name
     pristine = path.read_bytes()
-    missed = missed_flips(path, pristine, offsets(len(pristine)), lambda: load_model_files(model, variant_of(name)),
-                          ModelError)
+    missed = missed_flips(
+        path, pristine, offsets(len(pristine)), lambda: load_model_files(model, variant_of(name)), ModelError
+    )
     assert missed == [], f"{name}: flips at {missed} went unnoticed"
 
 
@@ -94,8 +96,9 @@ def test_every_structural_byte_of_a_checkpoint_is_checked(tmp_path: Path, name: 
     byte is checked against the layout torch's writer produces."""
     path = tmp_path / name
     pristine = (RELEASED_CHECKPOINTS / name).read_bytes()
-    missed = missed_flips(path, pristine, structure_offsets(pristine), lambda: checkpoint.read_file(path),
-                          CheckpointError)
+    missed = missed_flips(
+        path, pristine, structure_offsets(pristine), lambda: checkpoint.read_file(path), CheckpointError
+    )
     assert missed == [], missed
 
 
@@ -118,10 +121,18 @@ def damage(path: Path, how: str, outside: Path) -> None:
 
 
 @pytest.mark.parametrize("how", DAMAGE)
-@pytest.mark.parametrize("name", [contract.MANIFEST_FILE, "decoder.onnx", "encoder.int8.onnx", "decoder.ort",
-                                  contract.GOLDEN_FILE, contract.SCORE_STATS_FILE])
-def test_damaged_model_files_are_typed_errors_naming_the_file(model: Path, tmp_path: Path, name: str,
-                                                               how: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        contract.MANIFEST_FILE,
+        "decoder.onnx",
+        "encoder.int8.onnx",
+        "decoder.ort",
+        contract.GOLDEN_FILE,
+        contract.SCORE_STATS_FILE,
+    ],
+)
+def test_damaged_model_files_are_typed_errors_naming_the_file(model: Path, tmp_path: Path, name: str, how: str) -> None:
     damage(model / name, how, tmp_path / "outside")
     t0 = time.perf_counter()
     with pytest.raises(ModelError) as info:

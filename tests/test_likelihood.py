@@ -4,6 +4,7 @@ Parity uses shared noise (eps given to both sides), over provider, batch size an
 fresh bernoulli, fresh gaussian). The released-figure test reruns the metrics file's test-set
 estimate (k=1000, all 10,000 binarized test digits) through the runtime.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ def digits(batch: int, real_digits: np.ndarray, binary: bool) -> np.ndarray:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [1, 7, 64])
 @pytest.mark.parametrize("binary", [True, False], ids=["binarized", "grey"])
-def test_elbo_matches_pytorch_with_shared_eps(case: tuple[Path, Path], device: str, batch: int, binary: bool,
-                                              real_digits: np.ndarray) -> None:
+def test_elbo_matches_pytorch_with_shared_eps(
+    case: tuple[Path, Path], device: str, batch: int, binary: bool, real_digits: np.ndarray
+) -> None:
     ckpt, model = case
     encoder, decoder = checkpoint.load_pair(ckpt)
     x = digits(batch, real_digits, binary)
@@ -70,8 +72,9 @@ def test_elbo_matches_pytorch_with_shared_eps(case: tuple[Path, Path], device: s
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [1, 7, 64])
 @pytest.mark.parametrize("k", [1, 5, 50])
-def test_log_likelihood_matches_pytorch_with_shared_eps(case: tuple[Path, Path], device: str, batch: int, k: int,
-                                                        real_digits: np.ndarray) -> None:
+def test_log_likelihood_matches_pytorch_with_shared_eps(
+    case: tuple[Path, Path], device: str, batch: int, k: int, real_digits: np.ndarray
+) -> None:
     ckpt, model = case
     encoder, decoder = checkpoint.load_pair(ckpt)
     x = digits(batch, real_digits, binary=True)
@@ -107,15 +110,18 @@ def test_seeded_is_repeatable_and_unseeded_varies(real_digits: np.ndarray) -> No
     assert np.array_equal(vae.elbo(x, seed=4), vae.elbo(x, eps=vae.sample_latent(4, seed=4)))
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda v, x: v.log_likelihood(x, k=0), "k must be an int >= 1"),
-    (lambda v, x: v.log_likelihood(x, k=2, seed=1, eps=np.zeros((2, 3, 20))), "not both"),
-    (lambda v, x: v.log_likelihood(x, k=2, eps=np.zeros((2, 2, 20))), "expected shape (k, N, latent) = (2, 3, 20)"),
-    (lambda v, x: v.log_likelihood(x, k=2, eps=np.full((2, 3, 20), np.nan)), "finite"),
-    (lambda v, x: v.log_likelihood(x, k=2, seed=-1), "seed must be an int >= 0"),
-    (lambda v, x: v.elbo(x, seed=1, eps=np.zeros((3, 20))), "not both"),
-    (lambda v, x: v.elbo(x, eps=np.zeros((2, 20))), "does not match x's batch of 3"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda v, x: v.log_likelihood(x, k=0), "k must be an int >= 1"),
+        (lambda v, x: v.log_likelihood(x, k=2, seed=1, eps=np.zeros((2, 3, 20))), "not both"),
+        (lambda v, x: v.log_likelihood(x, k=2, eps=np.zeros((2, 2, 20))), "expected shape (k, N, latent) = (2, 3, 20)"),
+        (lambda v, x: v.log_likelihood(x, k=2, eps=np.full((2, 3, 20), np.nan)), "finite"),
+        (lambda v, x: v.log_likelihood(x, k=2, seed=-1), "seed must be an int >= 0"),
+        (lambda v, x: v.elbo(x, seed=1, eps=np.zeros((3, 20))), "not both"),
+        (lambda v, x: v.elbo(x, eps=np.zeros((2, 20))), "does not match x's batch of 3"),
+    ],
+)
 def test_bad_arguments_say_what_was_expected(call: object, message: str, real_digits: np.ndarray) -> None:
     with pytest.raises(ValueError, match=None) as info:
         call(VAE(), digits(3, real_digits, binary=True))  # type: ignore[operator]
@@ -154,7 +160,9 @@ def test_released_test_set_estimate_matches_metrics_file(data_dir: Path) -> None
     metrics = json.loads((RELEASED_CHECKPOINTS / "metrics.json").read_text())
     assert metrics["test_images_binarized"] and metrics["test_images"] == 10_000
     images, _ = load_split(data_dir, "test")
-    x = prepare_eval_images(torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0),
-                            metrics["config"]["model"]["likelihood"]).numpy()
+    x = prepare_eval_images(
+        torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0),
+        metrics["config"]["model"]["likelihood"],
+    ).numpy()
     estimate = VAE(device="cpu").log_likelihood(x, k=metrics["iw_samples"], seed=0).mean()
     assert abs(estimate - metrics["test_iw_log_likelihood"]) <= 0.1, (estimate, metrics["test_iw_log_likelihood"])

@@ -2,6 +2,7 @@
 
 The figures (throughput, memory growth) are printed for the record; the assertions are on
 correctness and on a generous memory bound, never on time."""
+
 from __future__ import annotations
 
 import subprocess
@@ -37,7 +38,7 @@ def test_16_threads_x_500_mixed_calls_match_serial(real_digits: np.ndarray) -> N
     serial = {i: np.asarray(ops[i % len(ops)](i)) for i in calls}
     t0 = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
-        parallel = dict(zip(calls, pool.map(lambda i: np.asarray(ops[i % len(ops)](i)), calls)))
+        parallel = dict(zip(calls, pool.map(lambda i: np.asarray(ops[i % len(ops)](i)), calls), strict=True))
     seconds = time.perf_counter() - t0
     mismatches = [i for i in calls if not np.array_equal(serial[i], parallel[i])]
     print(f"\n16 threads x 500 mixed calls: {len(calls) / seconds:,.0f} calls/s, {len(mismatches)} mismatches")

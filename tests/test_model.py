@@ -1,16 +1,25 @@
 """KL, likelihood and ELBO math, checked against independent computations."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-from torch.distributions import Bernoulli, Normal, kl_divergence as torch_kl
+from torch.distributions import Bernoulli, Normal
+from torch.distributions import kl_divergence as torch_kl
 
 from edgevae.train.config import VAEConfig
 from edgevae.train.evaluate import evaluate_elbo, evaluate_iw_log_likelihood, log_normal
-from edgevae.train.model import (Decoder, Encoder, build_models, compute_loss_terms, kl_divergence,
-                                 log_likelihood, reparameterize)
+from edgevae.train.model import (
+    Decoder,
+    Encoder,
+    build_models,
+    compute_loss_terms,
+    kl_divergence,
+    log_likelihood,
+    reparameterize,
+)
 
 torch.set_default_dtype(torch.float32)
 
@@ -89,10 +98,22 @@ def test_loss_terms_equal_independent_elbo(likelihood: str) -> None:
 
 def test_architecture_is_the_textbook_one() -> None:
     encoder, decoder = Encoder(VAEConfig()), Decoder(VAEConfig())
-    shapes = {k: tuple(v.shape) for k, v in {**encoder.state_dict(), **{"d." + k: v for k, v in decoder.state_dict().items()}}.items()}
-    assert shapes == {"hidden.weight": (200, 784), "hidden.bias": (200,), "mu.weight": (20, 200), "mu.bias": (20,),
-                      "logvar.weight": (20, 200), "logvar.bias": (20,), "d.hidden.weight": (200, 20),
-                      "d.hidden.bias": (200,), "d.out.weight": (784, 200), "d.out.bias": (784,)}
+    shapes = {
+        k: tuple(v.shape)
+        for k, v in {**encoder.state_dict(), **{"d." + k: v for k, v in decoder.state_dict().items()}}.items()
+    }
+    assert shapes == {
+        "hidden.weight": (200, 784),
+        "hidden.bias": (200,),
+        "mu.weight": (20, 200),
+        "mu.bias": (20,),
+        "logvar.weight": (20, 200),
+        "logvar.bias": (20,),
+        "d.hidden.weight": (200, 20),
+        "d.hidden.bias": (200,),
+        "d.out.weight": (784, 200),
+        "d.out.bias": (784,),
+    }
 
 
 def test_importance_weighted_bound_tightens_with_k() -> None:
@@ -112,7 +133,10 @@ def test_importance_weighted_bound_is_exact_when_q_is_the_posterior() -> None:
     with torch.no_grad():
         decoder.hidden.weight.zero_()
         decoder.out.bias.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
-        encoder.mu.weight.zero_(); encoder.mu.bias.zero_(); encoder.logvar.weight.zero_(); encoder.logvar.bias.zero_()
+        encoder.mu.weight.zero_()
+        encoder.mu.bias.zero_()
+        encoder.logvar.weight.zero_()
+        encoder.logvar.bias.zero_()
     x = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
     logits = decoder(torch.zeros(1, 2))
     exact = float(Bernoulli(logits=logits.detach()).log_prob(x).sum())

@@ -1,4 +1,5 @@
 """The runtime works in a process where importing torch, onnx or Pillow is impossible."""
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,10 @@ def test_selftest_score_and_likelihood_without_torch(tmp_path: Path, real_digits
     for args in (["selftest"], ["score", "digits.npy", "-o", "s.csv", "--threshold", "p99"]):
         result = run_blocked(f"from edgevae.runtime.cli import main; sys.exit(main({args!r}))", tmp_path)
         assert result.returncode == 0, (args, result.stderr)
-    assert "selftest on CPUExecutionProvider: pass" in run_blocked(
-        "from edgevae.runtime.cli import main; sys.exit(main(['selftest']))", tmp_path).stdout
+    assert (
+        "selftest on CPUExecutionProvider: pass"
+        in run_blocked("from edgevae.runtime.cli import main; sys.exit(main(['selftest']))", tmp_path).stdout
+    )
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 7
     code = """
 import json, numpy as np
@@ -82,7 +85,14 @@ def test_runtime_sources_do_not_import_torch_or_training_code() -> None:
     runtime = Path(__file__).resolve().parents[1] / "runtime"
     for source in runtime.glob("*.py"):
         text = source.read_text()
-        for forbidden in ("import torch", "from torch", "import onnx\n", "from onnx ", "edgevae.train", "edgevae.export"):
+        for forbidden in (
+            "import torch",
+            "from torch",
+            "import onnx\n",
+            "from onnx ",
+            "edgevae.train",
+            "edgevae.export",
+        ):
             assert forbidden not in text, f"{source.name} contains {forbidden!r}"
 
 

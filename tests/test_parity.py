@@ -3,6 +3,7 @@
 Parametrized over execution provider (cuda skips with a reason where onnxruntime has no CUDA
 provider), batch size, and model (the released checkpoints and a freshly initialized pair).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,9 +28,13 @@ def torch_reference(ckpt: Path, x: np.ndarray, eps: np.ndarray) -> dict[str, np.
     with torch.no_grad():
         mu, logvar = encoder(torch.from_numpy(x))
         z = reparameterize(mu, logvar, torch.from_numpy(eps))
-        return {"mu": mu.numpy(), "logvar": logvar.numpy(), "z": z.numpy(),
-                "mean_of_z": torch.sigmoid(decoder(z)).numpy(),
-                "mean_of_mu": torch.sigmoid(decoder(mu)).numpy()}
+        return {
+            "mu": mu.numpy(),
+            "logvar": logvar.numpy(),
+            "z": z.numpy(),
+            "mean_of_z": torch.sigmoid(decoder(z)).numpy(),
+            "mean_of_mu": torch.sigmoid(decoder(mu)).numpy(),
+        }
 
 
 def inputs(batch: int, real_digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +60,9 @@ def test_graphs_match_pytorch(model_case: tuple[Path, Path], device: str, batch:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
-def test_runtime_matches_pytorch(model_case: tuple[Path, Path], device: str, batch: int,
-                                 real_digits: np.ndarray) -> None:
+def test_runtime_matches_pytorch(
+    model_case: tuple[Path, Path], device: str, batch: int, real_digits: np.ndarray
+) -> None:
     ckpt, model_dir = model_case
     tol = contract.TOLERANCE[device]
     vae = VAE(model_dir, device=device, chunk_size=1000)  # chunking is exercised at batch 4096

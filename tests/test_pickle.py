@@ -1,5 +1,6 @@
 """A VAE travels to worker processes: pickled, it carries its verified model bytes and options,
 rebuilds its sessions on the other side (checking every sha256 again) and gives bit-identical results."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -14,8 +15,13 @@ from edgevae.runtime import VAE, ModelError, contract
 
 
 def work(vae: VAE, x: np.ndarray) -> list[np.ndarray]:
-    return [vae.sample(8, seed=3), vae.reconstruct(x), vae.log_likelihood(x, k=16, seed=1), vae.score(x).score,
-            np.asarray(vae.encode(x)[0])]
+    return [
+        vae.sample(8, seed=3),
+        vae.reconstruct(x),
+        vae.log_likelihood(x, k=16, seed=1),
+        vae.score(x).score,
+        np.asarray(vae.encode(x)[0]),
+    ]
 
 
 @pytest.mark.parametrize("variant", ["fp32", "int8", "b1"])
@@ -25,7 +31,7 @@ def test_a_pickled_vae_gives_bit_identical_results_in_a_child_process(variant: s
     here = work(vae, x)
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         there = pool.submit(work, vae, x).result(timeout=120)
-    for a, b in zip(here, there):
+    for a, b in zip(here, there, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

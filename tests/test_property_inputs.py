@@ -4,6 +4,7 @@ input (max |diff| <= 1e-5; for likelihoods 1e-4 nats + 1e-6 of the value: the co
 of the 784 float32 logits differ from PyTorch's by 1e-5 + 1e-6 |logit|, and noise images reach
 thousands of nats; on real digits test_likelihood.py holds 1e-4 nats flat) or raises ValueError. Never a wrong answer,
 never a non-finite output. 300 examples per entry point."""
+
 from __future__ import annotations
 
 import tempfile
@@ -88,8 +89,9 @@ def torch_mu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu.numpy(), logvar.numpy()
 
 
-def check(call: object, case: tuple[object, np.ndarray | None], reference: object, tol: float = 1e-5,
-          rtol: float = 0.0) -> None:
+def check(
+    call: object, case: tuple[object, np.ndarray | None], reference: object, tol: float = 1e-5, rtol: float = 0.0
+) -> None:
     given_input, want = case
     if want is None:
         with pytest.raises(ValueError):
@@ -114,8 +116,10 @@ def test_encode_z_with_eps(case: tuple[object, np.ndarray | None]) -> None:
     def ref(x: np.ndarray) -> np.ndarray:
         mu, logvar = (torch.from_numpy(a) for a in torch_mu(x))
         return reparameterize(mu, logvar, torch.ones_like(mu)).numpy()
-    check(lambda x: VAE_.encode_z(x, eps=np.ones((max(len(np.asarray(x)), 1), 20), np.float32)).reshape(-1, 20),
-          case, ref)
+
+    check(
+        lambda x: VAE_.encode_z(x, eps=np.ones((max(len(np.asarray(x)), 1), 20), np.float32)).reshape(-1, 20), case, ref
+    )
 
 
 @SETTINGS
@@ -124,6 +128,7 @@ def test_reconstruct(case: tuple[object, np.ndarray | None]) -> None:
     def ref(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return torch.sigmoid(DECODER(torch.from_numpy(torch_mu(x)[0]))).numpy().reshape(-1, 28, 28)
+
     check(lambda x: VAE_.reconstruct(x).reshape(-1, 28, 28), case, ref)
 
 
@@ -133,8 +138,14 @@ def test_elbo(case: tuple[object, np.ndarray | None]) -> None:
     def ref(x: np.ndarray) -> np.ndarray:
         rec, kl = elbo_terms(ENCODER, DECODER, torch.from_numpy(x), torch.zeros((len(x), 20)))
         return -(rec + kl).numpy()
-    check(lambda x: np.atleast_1d(VAE_.elbo(x, eps=np.zeros((max(len(np.asarray(x)), 1), 20), np.float32))),
-          case, ref, tol=1e-4, rtol=1e-6)
+
+    check(
+        lambda x: np.atleast_1d(VAE_.elbo(x, eps=np.zeros((max(len(np.asarray(x)), 1), 20), np.float32))),
+        case,
+        ref,
+        tol=1e-4,
+        rtol=1e-6,
+    )
 
 
 @SETTINGS
@@ -144,8 +155,14 @@ def test_log_likelihood(case: tuple[object, np.ndarray | None], k: int) -> None:
 
     def ref(x: np.ndarray) -> np.ndarray:
         return iw_log_likelihood(ENCODER, DECODER, torch.from_numpy(x), torch.from_numpy(eps_of(len(x)))).numpy()
-    check(lambda x: np.atleast_1d(VAE_.log_likelihood(x, k=k, eps=eps_of(max(len(np.asarray(x)), 1)))),
-          case, ref, tol=1e-4, rtol=1e-6)
+
+    check(
+        lambda x: np.atleast_1d(VAE_.log_likelihood(x, k=k, eps=eps_of(max(len(np.asarray(x)), 1)))),
+        case,
+        ref,
+        tol=1e-4,
+        rtol=1e-6,
+    )
 
 
 @SETTINGS
@@ -157,12 +174,18 @@ def test_score(case: tuple[object, np.ndarray | None]) -> None:
     def ref(x: np.ndarray) -> np.ndarray:
         eps = torch.from_numpy(np.broadcast_to(common, (k, len(x), 20)).copy())
         return -iw_log_likelihood(ENCODER, DECODER, torch.from_numpy(x), eps).numpy()
+
     check(lambda x: VAE_.score(x, score="nll", k=k, seed=0).score, case, ref, tol=1e-4, rtol=1e-6)
 
 
 @SETTINGS
-@given(n=st.integers(0, 64), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
-       value=st.sampled_from(["normal", "huge", "nan", "inf"]), seed=st.integers(0, 2**32 - 1))
+@given(
+    n=st.integers(0, 64),
+    dtype=st.sampled_from(DTYPES),
+    layout=st.sampled_from(LAYOUTS),
+    value=st.sampled_from(["normal", "huge", "nan", "inf"]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_decode(n: int, dtype: str, layout: str, value: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     # "huge": 10 standard deviations out. At 1000 the two float32 GEMMs cancel huge terms in a
@@ -174,8 +197,13 @@ def test_decode(n: int, dtype: str, layout: str, value: str, seed: int) -> None:
     arr = (base > 0) if kind == "b" else base.astype(dtype)
     if n and value in ("nan", "inf") and kind in "fc":
         arr.reshape(-1)[0] = np.nan if value == "nan" else np.inf
-    given_input: object = {"c": arr, "fortran": np.asfortranarray(arr), "strided": np.repeat(arr, 2, axis=1)[:, ::2],
-                           "list": arr.tolist(), "memmap": arr}[layout]
+    given_input: object = {
+        "c": arr,
+        "fortran": np.asfortranarray(arr),
+        "strided": np.repeat(arr, 2, axis=1)[:, ::2],
+        "list": arr.tolist(),
+        "memmap": arr,
+    }[layout]
     valid = n > 0 and kind in "fiu" and not (value in ("nan", "inf") and kind == "f")
     if not valid:
         with pytest.raises(ValueError):
@@ -205,8 +233,10 @@ def test_interpolate(a: tuple[object, np.ndarray | None], b: tuple[object, np.nd
 
 
 @SETTINGS
-@given(n=st.one_of(st.integers(-2, 64), st.sampled_from([1.5, "3", None, True])),
-       seed=st.one_of(st.none(), st.integers(-2, 2**70), st.sampled_from([1.0, "7"])))
+@given(
+    n=st.one_of(st.integers(-2, 64), st.sampled_from([1.5, "3", None, True])),
+    seed=st.one_of(st.none(), st.integers(-2, 2**70), st.sampled_from([1.0, "7"])),
+)
 def test_sample(n: object, seed: object) -> None:
     valid_n = isinstance(n, int) and not isinstance(n, bool) and n >= 1
     valid_seed = seed is None or (isinstance(seed, int) and 0 <= seed)

@@ -1,4 +1,5 @@
 """The committed release: its metrics file and its checkpoints agree with each other."""
+
 from __future__ import annotations
 
 import json

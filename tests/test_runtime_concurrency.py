@@ -1,4 +1,5 @@
 """One loaded model used from many threads at once; bounded memory on large batches."""
+
 from __future__ import annotations
 
 import subprocess
@@ -21,8 +22,8 @@ def test_eight_threads_match_serial_use(released_model: Path, real_digits: np.nd
     serial = [work(i) for i in range(16)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(work, range(16)))
-    for a, b in zip(serial, parallel):
-        for x_a, x_b in zip(a, b):
+    for a, b in zip(serial, parallel, strict=True):
+        for x_a, x_b in zip(a, b, strict=True):
             np.testing.assert_array_equal(x_a, x_b)
 
 

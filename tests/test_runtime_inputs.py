@@ -1,4 +1,5 @@
 """Input forms the runtime accepts (converted exactly) and the ones it refuses (with the reason)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -79,10 +80,17 @@ def test_interpolate_walks_from_a_to_b(vae: VAE, digits: np.ndarray) -> None:
 IMAGE_ERRORS = [
     ("wrong size", np.zeros((2, 783), np.float32), r"x: expected images shaped \(N, 784\).*got shape \(2, 783\)"),
     ("wrong image shape", np.zeros((2, 27, 28), np.float32), r"got shape \(2, 27, 28\)"),
-    ("NaN", np.full((2, 784), np.nan, np.float32), r"expected finite pixel values in \[0, 1\]; got NaN or Inf \(first in image 0\)"),
-    ("Inf", np.where(np.arange(784) == 3, np.inf, 0.5).astype(np.float32)[None].repeat(3, 0),
-     "got NaN or Inf"),
-    ("float above 1", np.full((1, 784), 1.5, np.float32), r"expected pixel values in \[0, 1\] for float input; got values from 1.5 to 1.5"),
+    (
+        "NaN",
+        np.full((2, 784), np.nan, np.float32),
+        r"expected finite pixel values in \[0, 1\]; got NaN or Inf \(first in image 0\)",
+    ),
+    ("Inf", np.where(np.arange(784) == 3, np.inf, 0.5).astype(np.float32)[None].repeat(3, 0), "got NaN or Inf"),
+    (
+        "float above 1",
+        np.full((1, 784), 1.5, np.float32),
+        r"expected pixel values in \[0, 1\] for float input; got values from 1.5 to 1.5",
+    ),
     ("negative float", np.full((1, 784), -0.1, np.float32), r"\[0, 1\] for float input; got values from -0.1"),
     ("int above 255", np.full((1, 784), 300, np.int64), r"0..255 for integer input; got values from 300 to 300"),
     ("strings", np.array([["a"] * 784]), "expected a float or integer array of images; got dtype <U1"),
@@ -90,7 +98,11 @@ IMAGE_ERRORS = [
     ("bools", np.zeros((1, 784), bool), "got dtype bool"),
     ("complex", np.zeros((1, 784), complex), "got dtype complex128"),
     ("ragged list", [[0.0] * 784, [0.0] * 3], "could not convert"),
-    ("empty batch", np.zeros((0, 784), np.float32), r"expected at least one image; got an empty batch of shape \(0, 784\)"),
+    (
+        "empty batch",
+        np.zeros((0, 784), np.float32),
+        r"expected at least one image; got an empty batch of shape \(0, 784\)",
+    ),
 ]
 
 
@@ -102,7 +114,11 @@ def test_bad_images_are_refused(vae: VAE, name: str, x: object, message: str, me
 
 
 LATENT_ERRORS = [
-    ("wrong latent size", np.zeros((3, 19), np.float32), r"z: expected shape \(N, 20\) or \(20,\) for this model's latent size 20; got shape \(3, 19\)"),
+    (
+        "wrong latent size",
+        np.zeros((3, 19), np.float32),
+        r"z: expected shape \(N, 20\) or \(20,\) for this model's latent size 20; got shape \(3, 19\)",
+    ),
     ("NaN", np.full((2, 20), np.nan, np.float32), r"z: expected finite values; got NaN or Inf \(first in row 0\)"),
     ("Inf", np.full((2, 20), -np.inf, np.float32), "got NaN or Inf"),
     ("strings", np.array([["1"] * 20]), "z: expected a float or integer array of latent vectors; got dtype <U1"),

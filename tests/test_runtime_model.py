@@ -1,4 +1,5 @@
 """Finding, verifying and starting a model: corrupt files, devices, providers, defaults."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from edgevae.runtime.model import seal_manifest
 from edgevae.runtime import VAE, DeviceError, ModelError, contract
-from edgevae.runtime.model import MODEL_DIR_ENV, find_model_dir
+from edgevae.runtime.model import MODEL_DIR_ENV, find_model_dir, seal_manifest
 
 from conftest import HAS_CUDA, SHIPPED_MODEL
 
@@ -105,7 +105,9 @@ def test_graph_onnxruntime_cannot_parse_is_reported_by_name(model_copy: Path) ->
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has the CUDA provider; the error cannot happen here")
 def test_cuda_without_the_provider_is_a_clear_error(released_model: Path) -> None:
-    with pytest.raises(DeviceError, match=r"device 'cuda' was asked for, but onnxruntime .* has no CUDAExecutionProvider"):
+    with pytest.raises(
+        DeviceError, match=r"device 'cuda' was asked for, but onnxruntime .* has no CUDAExecutionProvider"
+    ):
         VAE(released_model, device="cuda")
 
 
@@ -162,16 +164,19 @@ def decoder_outputs(batch: int | None) -> list[FakeArg]:
     return [FakeArg("mean", "tensor(float)", [axis, 784]), FakeArg("logits", "tensor(float)", [axis, 784])]
 
 
-@pytest.mark.parametrize("z, batch, problem", [
-    (FakeArg("z", "tensor(float)", ["batch", 20]), None, None),
-    (FakeArg("z", "tensor(float)", [1, 20]), 1, None),
-    (FakeArg("z", "tensor(float16)", ["batch", 20]), None, "'float16'"),
-    (FakeArg("z", "tensor(double)", ["batch", 20]), None, "'tensor(double)'"),
-    (FakeArg("z", "tensor(float)", ["batch", 20, 1]), None, "[None, 20, 1]"),
-    (FakeArg("z", "tensor(float)", ["batch", 21]), None, "[None, 21]"),
-    (FakeArg("z", "tensor(float)", [4, 20]), None, "[4, 20]"),
-    (FakeArg("z", "tensor(float)", ["batch", 20]), 1, "[1, 20]"),
-])
+@pytest.mark.parametrize(
+    "z, batch, problem",
+    [
+        (FakeArg("z", "tensor(float)", ["batch", 20]), None, None),
+        (FakeArg("z", "tensor(float)", [1, 20]), 1, None),
+        (FakeArg("z", "tensor(float16)", ["batch", 20]), None, "'float16'"),
+        (FakeArg("z", "tensor(double)", ["batch", 20]), None, "'tensor(double)'"),
+        (FakeArg("z", "tensor(float)", ["batch", 20, 1]), None, "[None, 20, 1]"),
+        (FakeArg("z", "tensor(float)", ["batch", 21]), None, "[None, 21]"),
+        (FakeArg("z", "tensor(float)", [4, 20]), None, "[4, 20]"),
+        (FakeArg("z", "tensor(float)", ["batch", 20]), 1, "[1, 20]"),
+    ],
+)
 def test_session_signature_is_checked_against_the_contract(z: FakeArg, batch: int | None, problem: str | None) -> None:
     from edgevae.runtime.model import check_session_signature
 

@@ -1,5 +1,6 @@
 """The fast paths behind the benchmark give the same answers as the plain ones (no timings here:
 speed is measured by `make bench`)."""
+
 from __future__ import annotations
 
 import threading
@@ -25,7 +26,9 @@ def test_seeded_draws_are_numpys_philox_keyed_by_the_seed(seed: int, n: int, bef
 
 def test_seeded_draws_are_thread_safe() -> None:
     draws = SeededNormal()
-    want = {s: np.random.Generator(np.random.Philox(key=s)).standard_normal((2, 20), dtype=np.float32) for s in range(64)}
+    want = {
+        s: np.random.Generator(np.random.Philox(key=s)).standard_normal((2, 20), dtype=np.float32) for s in range(64)
+    }
     bad: list[int] = []
 
     def work(offset: int) -> None:
@@ -80,7 +83,9 @@ def test_runner_falls_back_to_the_public_run() -> None:
     vae = VAE()
     fast = make_runner(vae.decoder)
     z = np.ones((2, 20), np.float32)
-    assert np.array_equal(fast([contract.MEAN], {contract.Z: z})[0], vae.decoder.run([contract.MEAN], {contract.Z: z})[0])
+    assert np.array_equal(
+        fast([contract.MEAN], {contract.Z: z})[0], vae.decoder.run([contract.MEAN], {contract.Z: z})[0]
+    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,5 +1,6 @@
 """The device self-test: golden vectors written by export, replayed by `edgevae selftest` (and by
 any runtime from the neutral .npz + JSON), failing loudly on drift."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +16,9 @@ from onnx import numpy_helper
 
 from edgevae.export.golden import build_golden, save_npz
 from edgevae.export.validate import load_real_images
-from edgevae.runtime.model import seal_manifest
 from edgevae.runtime import VAE, contract
 from edgevae.runtime.cli import main
+from edgevae.runtime.model import seal_manifest
 from edgevae.runtime.selftest import max_excess, run_selftest
 from edgevae.train import checkpoint
 
@@ -30,7 +31,8 @@ def test_selftest_passes_on_the_shipped_and_exported_models(device: str, model_c
         report = run_selftest(VAE(folder, device=device))
         assert report.passed, [c.line() for c in report.checks]
         assert {(c.graph, c.output) for c in report.checks} == {
-            (g, o) for g, s in contract.GRAPHS.items() for o in s.output_names}
+            (g, o) for g, s in contract.GRAPHS.items() for o in s.output_names
+        }
         assert all(0 <= c.max_diff <= c.tolerance == contract.TOLERANCE[device] for c in report.checks)
 
 
@@ -60,10 +62,10 @@ def plant(model: Path, graph: str, amount: float) -> None:
     (model / contract.MANIFEST_FILE).write_bytes(seal_manifest(manifest))
 
 
-@pytest.mark.parametrize("graph, outputs", [("decoder", {"decoder.logits"}),
-                                            ("encoder", {"encoder.mu", "encoder.z"})])
+@pytest.mark.parametrize("graph, outputs", [("decoder", {"decoder.logits"}), ("encoder", {"encoder.mu", "encoder.z"})])
 def test_planted_corruption_with_a_valid_manifest_fails_naming_the_output(
-        tmp_path: Path, graph: str, outputs: set[str], capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, graph: str, outputs: set[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     model = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, model)
     plant(model, graph, 0.05)
@@ -102,7 +104,7 @@ def test_golden_vectors_replay_with_bare_onnxruntime() -> None:
     for graph, g in spec["graphs"].items():
         sess = ort.InferenceSession(str(SHIPPED_MODEL / g["file"]), providers=["CPUExecutionProvider"])
         got = sess.run(g["outputs"], {name: arrays[f"{graph}.{name}"] for name in g["inputs"]})
-        for name, value in zip(g["outputs"], got):
+        for name, value in zip(g["outputs"], got, strict=True):
             want = arrays[f"{graph}.{name}"].astype(np.float64)
             excess = np.abs(value - want) - spec["relative_tolerance"].get(name, 0.0) * np.abs(want)
             worst = max(worst, float(excess.max()))

@@ -1,4 +1,5 @@
 """The training loop on real MNIST slices: learns, is reproducible, resumes, reports."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,7 @@ def test_same_seed_gives_the_same_losses_and_weights(data_dir: Path, tmp_path: P
     config = TrainConfig(epochs=2, **SMALL)
     a = run(config, data_dir, tmp_path / "a")
     b = run(config, data_dir, tmp_path / "b")
-    for ha, hb in zip(a["history"], b["history"]):
+    for ha, hb in zip(a["history"], b["history"], strict=True):
         for key in ("train_loss", "test_elbo"):
             assert ha[key] == pytest.approx(hb[key], abs=1e-6)
     for name in ("encoder.pt", "decoder.pt"):
@@ -47,8 +48,9 @@ def test_same_seed_gives_the_same_losses_and_weights(data_dir: Path, tmp_path: P
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_interrupted_then_resumed_run_matches_uninterrupted(data_dir: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_then_resumed_run_matches_uninterrupted(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = TrainConfig(epochs=3, **SMALL)
     whole = run(config, data_dir, tmp_path / "whole")
 
@@ -70,7 +72,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(data_dir: Path, tmp_
     resumed = run(config, data_dir, tmp_path / "split", resume=True)
 
     assert len(resumed["history"]) == 3
-    for hw, hr in zip(whole["history"], resumed["history"]):
+    for hw, hr in zip(whole["history"], resumed["history"], strict=True):
         assert hw["train_loss"] == pytest.approx(hr["train_loss"], abs=1e-6)
         assert hw["test_elbo"] == pytest.approx(hr["test_elbo"], abs=1e-6)
     for name in ("encoder.pt", "decoder.pt"):
@@ -106,8 +108,23 @@ def test_cli_missing_data_exits_with_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_cli_trains_and_reports_device(data_dir: Path, tmp_path: Path) -> None:
-    result = cli("--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1", "--train-limit", "300",
-                 "--test-limit", "50", "--iw-samples", "5", "--device", "auto", "--no-progress")
+    result = cli(
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "50",
+        "--iw-samples",
+        "5",
+        "--device",
+        "auto",
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     assert "device: auto -> cpu" in result.stderr
     assert "importance-weighted log p(x)" in result.stdout
@@ -120,10 +137,17 @@ def test_cli_help_states_defaults_read_from_the_presets() -> None:
     assert result.returncode == 0
     text = " ".join(result.stdout.split())  # argparse wraps lines anywhere
     book, default = PRESETS["book"], PRESETS["default"]
-    for want in (f"(default: {default.epochs}; book: {book.epochs})", f"(default: {default.batch_size}; book: "
-                 f"{book.batch_size})", f"(default: {default.lr}; book: {book.lr})", "(default: cosine; book: constant)",
-                 f"(default: {default.model.likelihood}; book: {book.model.likelihood})", "default: auto", "--resume",
-                 "--overwrite", "--no-binarize"):
+    for want in (
+        f"(default: {default.epochs}; book: {book.epochs})",
+        f"(default: {default.batch_size}; book: {book.batch_size})",
+        f"(default: {default.lr}; book: {book.lr})",
+        "(default: cosine; book: constant)",
+        f"(default: {default.model.likelihood}; book: {book.model.likelihood})",
+        "default: auto",
+        "--resume",
+        "--overwrite",
+        "--no-binarize",
+    ):
         assert want in text, want
 
 
@@ -138,13 +162,16 @@ def test_every_config_field_has_exactly_one_flag() -> None:
     assert fields <= dests, fields - dests
 
 
-@pytest.mark.parametrize("argv, changed", [
-    ([], {}),
-    (["--lr", "0.01"], {"lr": 0.01}),  # lr alone: lr_final and the schedule stay the preset's
-    (["--preset", "book", "--lr", "0.01"], {"lr": 0.01}),
-    (["--no-binarize", "--latent", "8"], {"binarize": False, "model.latent": 8}),
-    (["--image-shape", "14", "14"], {"model.image_shape": (14, 14)}),
-])
+@pytest.mark.parametrize(
+    "argv, changed",
+    [
+        ([], {}),
+        (["--lr", "0.01"], {"lr": 0.01}),  # lr alone: lr_final and the schedule stay the preset's
+        (["--preset", "book", "--lr", "0.01"], {"lr": 0.01}),
+        (["--no-binarize", "--latent", "8"], {"binarize": False, "model.latent": 8}),
+        (["--image-shape", "14", "14"], {"model.image_shape": (14, 14)}),
+    ],
+)
 def test_flags_change_exactly_the_fields_they_name(argv: list[str], changed: dict[str, object]) -> None:
     import dataclasses
 
@@ -153,8 +180,13 @@ def test_flags_change_exactly_the_fields_they_name(argv: list[str], changed: dic
 
     args = build_parser().parse_args(argv)
     got, base = config_from_args(args), PRESETS[args.preset]
-    flat = lambda c: {**{k: v for k, v in dataclasses.asdict(c).items() if k != "model"},  # noqa: E731
-                      **{f"model.{k}": v for k, v in dataclasses.asdict(c.model).items()}}
+
+    def flat(c: TrainConfig) -> dict[str, object]:
+        return {
+            **{k: v for k, v in dataclasses.asdict(c).items() if k != "model"},
+            **{f"model.{k}": v for k, v in dataclasses.asdict(c.model).items()},
+        }
+
     diff = {k: v for k, v in flat(got).items() if flat(base)[k] != v}
     assert diff == changed
 

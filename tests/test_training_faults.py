@@ -1,6 +1,7 @@
 """Training under kill -9: checkpoint sets on disk are always whole and consistent (the previous
 pair or the new one), stray temporary files are removed on the next start, and a killed run
 resumed with --resume ends with the same weights as an uninterrupted one, bit for bit (CPU)."""
+
 from __future__ import annotations
 
 import os
@@ -18,13 +19,27 @@ from edgevae.train import checkpoint, loop
 from edgevae.train.config import TrainConfig
 
 TINY = dict(train_limit=100, test_limit=20, batch_size=50, iw_samples=0)
-ARGS = ["--train-limit", "100", "--test-limit", "20", "--batch-size", "50", "--iw-samples", "0", "--no-progress",
-        "--device", "cpu"]
+ARGS = [
+    "--train-limit",
+    "100",
+    "--test-limit",
+    "20",
+    "--batch-size",
+    "50",
+    "--iw-samples",
+    "0",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def start(data_dir: Path, out: Path, epochs: int, resume: bool) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "edgevae.train", "--data-dir", str(data_dir), "--out", str(out),
-           "--epochs", str(epochs)] + ARGS + (["--resume"] if resume else [])
+    cmd = (
+        [sys.executable, "-m", "edgevae.train", "--data-dir", str(data_dir), "--out", str(out), "--epochs", str(epochs)]
+        + ARGS
+        + (["--resume"] if resume else [])
+    )
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -69,7 +84,7 @@ def test_30_kills_never_leave_a_broken_or_mixed_set(tmp_path: Path, data_dir: Pa
     out = tmp_path / "run"
     rng = random.Random(0)
     checked = 0
-    for kill in range(30):
+    for _ in range(30):
         before = mtime(out / checkpoint.STATE_FILE)
         proc = start(data_dir, out, epochs=10_000, resume=True)
         wait_for(out / checkpoint.STATE_FILE, proc, after=before)  # training runs and writes

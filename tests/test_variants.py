@@ -1,5 +1,6 @@
 """Edge variants: each loads by name, stays within its contract budget against fp32, is listed in
 the manifest with a verified sha256, and is what export produces; .ort runs; b1 is mobile-ready."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from edgevae.export.convert import build_graphs
-from edgevae.export.variants import (VariantError, build_variants, check_mobile_usability, check_variant,
-                                     measure_variant)
+from edgevae.export.variants import VariantError, build_variants, check_mobile_usability, check_variant, measure_variant
 from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main
 from edgevae.runtime.model import load_model_files
@@ -84,8 +84,11 @@ def test_fixed_batch_variant_serves_any_batch(batch: int, fp32: VAE, real_digits
     assert b1.fixed_batch == 1 and b1.chunk_size == 1
     np.testing.assert_allclose(b1.sample(batch, seed=2), fp32.sample(batch, seed=2), atol=1e-5, rtol=0)
     np.testing.assert_allclose(b1.reconstruct(real_digits[:batch]), fp32.reconstruct(real_digits[:batch]), atol=1e-5)
-    np.testing.assert_allclose(b1.log_likelihood(real_digits[:batch], k=5, seed=1),
-                               fp32.log_likelihood(real_digits[:batch], k=5, seed=1), atol=1e-3)
+    np.testing.assert_allclose(
+        b1.log_likelihood(real_digits[:batch], k=5, seed=1),
+        fp32.log_likelihood(real_digits[:batch], k=5, seed=1),
+        atol=1e-3,
+    )
 
 
 def test_ort_format_files_run_in_onnxruntime() -> None:
@@ -101,8 +104,11 @@ def test_ort_format_files_run_in_onnxruntime() -> None:
 
 
 def test_required_operators_config_covers_the_ort_graphs() -> None:
-    lines = [line for line in (SHIPPED_MODEL / contract.REQUIRED_OPERATORS_FILE).read_text().splitlines()
-             if line and not line.startswith("#")]
+    lines = [
+        line
+        for line in (SHIPPED_MODEL / contract.REQUIRED_OPERATORS_FILE).read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     ops = {op for line in lines for op in line.split(";")[2].split(",")}
     assert all(len(line.split(";")) == 3 for line in lines)
     assert {"Gemm", "Sigmoid", "Exp", "Mul", "Add"} <= ops | {"Gemm"} and ("FusedGemm" in ops or "Relu" in ops)
@@ -135,9 +141,13 @@ def test_shipped_variants_are_what_export_produces() -> None:
                 continue
             assert len(shipped) == len(blob), f"{file} drifted: run `make ship`"
             spec = contract.GRAPHS[graph]
-            feeds = {t.name: rng.random((5, 784 if t.name == contract.X else 20), dtype=np.float32) for t in spec.inputs}
-            a, b = (ort.InferenceSession(x, providers=["CPUExecutionProvider"]).run(None, feeds) for x in (shipped, blob))
-            assert all(np.array_equal(u, v) for u, v in zip(a, b))
+            feeds = {
+                t.name: rng.random((5, 784 if t.name == contract.X else 20), dtype=np.float32) for t in spec.inputs
+            }
+            a, b = (
+                ort.InferenceSession(x, providers=["CPUExecutionProvider"]).run(None, feeds) for x in (shipped, blob)
+            )
+            assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
     for name, blob in extras.items():
         assert (SHIPPED_MODEL / name).read_bytes() == blob
 
@@ -151,7 +161,9 @@ def test_unknown_variant_names_what_exists(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.parametrize("command", [["sample", "-n", "3"], ["selftest"], ["info"]])
-def test_every_cli_command_takes_variant(command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_cli_command_takes_variant(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     extra = ["-o", str(tmp_path / "s.png")] if command[0] == "sample" else []
     assert main(command + ["--variant", "int8"] + extra) == 0
     assert "variant: int8" in capsys.readouterr().out

@@ -4,14 +4,17 @@ Run `python -m edgevae.train --help`. The model, the loss terms and the checkpoi
 in `model.py`, `config.py` and `checkpoint.py`; nothing here runs at import, and importing this
 package (or its config) does not import torch.
 """
+
 from __future__ import annotations
 
 import importlib.util
 
 from edgevae.runtime.errors import MissingDependencyError
 
-TRAIN_EXTRA_HINT = ("pip install 'edgevae[train]' (in a clone: .venv/bin/pip install -e '.[train]', "
-                    "or `make venv`); the runtime alone (edgevae[cpu]) cannot train or export")
+TRAIN_EXTRA_HINT = (
+    "pip install 'edgevae[train]' (in a clone: .venv/bin/pip install -e '.[train]', "
+    "or `make venv`); the runtime alone (edgevae[cpu]) cannot train or export"
+)
 
 
 def is_importable(module: str) -> bool:
@@ -25,5 +28,6 @@ def require_torch(purpose: str, modules: tuple[str, ...] = ("torch",)) -> None:
     """MissingDependencyError naming the extra to install when a module `purpose` needs is absent."""
     missing = [m for m in modules if not is_importable(m)]
     if missing:
-        raise MissingDependencyError(f"{purpose} needs {' and '.join(missing)}, which is not installed: "
-                                     f"{TRAIN_EXTRA_HINT}")
+        raise MissingDependencyError(
+            f"{purpose} needs {' and '.join(missing)}, which is not installed: {TRAIN_EXTRA_HINT}"
+        )

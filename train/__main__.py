@@ -8,6 +8,7 @@ Writes OUT/encoder.pt, OUT/decoder.pt (after every epoch), OUT/metrics.json, OUT
 OUT/samples.png and the resume state OUT/train_state.pt. An OUT that already holds a run is
 refused unless --resume or --overwrite says what to do with it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,27 +49,38 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, model: bool) ->
         if isinstance(default, bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif isinstance(default, tuple):
-            group.add_argument(flag, dest=f.name, nargs=len(default), type=type(default[0]), default=None,
-                               metavar="N", help=help_text)
+            group.add_argument(
+                flag, dest=f.name, nargs=len(default), type=type(default[0]), default=None, metavar="N", help=help_text
+            )
         else:
-            group.add_argument(flag, dest=f.name, type=type(default), choices=f.metadata.get("choices"),
-                               default=None, help=help_text)
+            group.add_argument(
+                flag, dest=f.name, type=type(default), choices=f.metadata.get("choices"), default=None, help=help_text
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edgevae.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m edgevae.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     p.add_argument("--data-dir", default=None, help=f"folder with the IDX files (default: ${DATA_DIR_ENV})")
-    p.add_argument("--dataset", choices=DATASETS, default="mnist",
-                   help="mnist: verify each file against MNIST's published checksum; idx: other data in MNIST's "
-                        "format and file names (Fashion-MNIST, your own), unchecked (default: mnist)")
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="mnist",
+        help="mnist: verify each file against MNIST's published checksum; idx: other data in MNIST's "
+        "format and file names (Fashion-MNIST, your own), unchecked (default: mnist)",
+    )
     p.add_argument("--download", action="store_true", help="fetch MNIST into --data-dir first (needs internet)")
     p.add_argument("--out", default="artifacts/checkpoints", help="output folder (default: artifacts/checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last finished epoch")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (default: refuse)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="starting hyperparameters; the flags below override them (default: default)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="starting hyperparameters; the flags below override them (default: default)",
+    )
     add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -82,8 +94,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = PRESETS[args.preset]
 
     def given(cls: type) -> dict[str, Any]:
-        return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                if f.name != "model" and getattr(args, f.name) is not None}
+        return {
+            f.name: getattr(args, f.name)
+            for f in dataclasses.fields(cls)
+            if f.name != "model" and getattr(args, f.name) is not None
+        }
 
     model_over = given(VAEConfig)
     if "image_shape" in model_over:
@@ -103,19 +118,36 @@ def train(args: argparse.Namespace) -> int:
         if not args.data_dir:
             raise ValueError("--download needs --data-dir")
         download_mnist(args.data_dir)
-    metrics = run_training(config, args.data_dir, args.out, device=args.device, resume=args.resume,
-                           dataset=args.dataset, progress=not args.no_progress, overwrite=args.overwrite)
-    print(f"test ELBO {metrics['test_elbo']:.3f} nats"
-          + (f", importance-weighted log p(x) {metrics['test_iw_log_likelihood']:.3f} nats (k={config.iw_samples})"
-             if "test_iw_log_likelihood" in metrics else ""))
+    metrics = run_training(
+        config,
+        args.data_dir,
+        args.out,
+        device=args.device,
+        resume=args.resume,
+        dataset=args.dataset,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"test ELBO {metrics['test_elbo']:.3f} nats"
+        + (
+            f", importance-weighted log p(x) {metrics['test_iw_log_likelihood']:.3f} nats (k={config.iw_samples})"
+            if "test_iw_log_likelihood" in metrics
+            else ""
+        )
+    )
     print(f"wrote {args.out}/encoder.pt, decoder.pt, metrics.json, loss_curve.png, samples.png")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: train(args), "python -m edgevae.train", debug=args.debug,
-                   interrupted=f"interrupted; rerun with --resume to continue from the last finished epoch in {args.out}")
+    return run_cli(
+        lambda: train(args),
+        "python -m edgevae.train",
+        debug=args.debug,
+        interrupted=f"interrupted; rerun with --resume to continue from the last finished epoch in {args.out}",
+    )
 
 
 if __name__ == "__main__":

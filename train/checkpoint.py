@@ -7,6 +7,7 @@ Files (all plain dicts of tensors and Python types, so a literal
 Every write is atomic (temporary file, fsync, rename); every load is weights_only and reports a
 missing or corrupt file by name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,10 +25,10 @@ import torch
 from torch import nn
 
 from edgevae.runtime.atomic import sync_dir, write_bytes_atomic
+from edgevae.runtime.errors import EdgeVAEError
 
 from .config import TrainConfig, VAEConfig
 from .model import Decoder, Encoder
-from edgevae.runtime.errors import EdgeVAEError
 
 FORMAT = "edgevae-checkpoint"
 VERSION = 1
@@ -58,8 +59,14 @@ def pending_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.pending")
 
 
-def save_pair(folder: str | os.PathLike[str], encoder: nn.Module, decoder: nn.Module, train_config: TrainConfig,
-              epoch: int, run: str | None) -> None:
+def save_pair(
+    folder: str | os.PathLike[str],
+    encoder: nn.Module,
+    decoder: nn.Module,
+    train_config: TrainConfig,
+    epoch: int,
+    run: str | None,
+) -> None:
     """Replace FOLDER/encoder.pt and decoder.pt as one unit.
 
     Both new files are first written whole (atomically) as .encoder.pt.pending and
@@ -96,8 +103,14 @@ def same_unit(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return (a.get("run"), a.get("epoch")) == (b.get("run"), b.get("epoch"))
 
 
-def save_module(path: str | os.PathLike[str], kind: str, module: nn.Module, train_config: TrainConfig,
-                epoch: int, run: str | None = None) -> None:
+def save_module(
+    path: str | os.PathLike[str],
+    kind: str,
+    module: nn.Module,
+    train_config: TrainConfig,
+    epoch: int,
+    run: str | None = None,
+) -> None:
     """Write one encoder or decoder checkpoint atomically; `run` and `epoch` tie a pair together."""
     payload = {
         "format": FORMAT,
@@ -136,21 +149,40 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
         bad = archive.testzip() or check_zip_layout(raw, archive)
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError, RuntimeError, KeyError,
-            IndexError, OverflowError, UnicodeDecodeError, struct.error, zlib.error) as exc:
-        raise CheckpointError(f"corrupt checkpoint {path}: not a readable checkpoint archive "
-                              f"({type(exc).__name__}: {exc})") from exc
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        ValueError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        UnicodeDecodeError,
+        struct.error,
+        zlib.error,
+    ) as exc:
+        raise CheckpointError(
+            f"corrupt checkpoint {path}: not a readable checkpoint archive ({type(exc).__name__}: {exc})"
+        ) from exc
     if bad is not None:
-        raise CheckpointError(f"corrupt checkpoint {path}: member {bad} fails its CRC-32 check "
-                              "(the file was modified or damaged after it was written)")
+        raise CheckpointError(
+            f"corrupt checkpoint {path}: member {bad} fails its CRC-32 check "
+            "(the file was modified or damaged after it was written)"
+        )
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "GLOBAL" in line),
-                      str(exc).splitlines()[0][:160])
-        raise CheckpointError(f"refused checkpoint {path}: it holds pickled code or objects that are not tensors, "
-                              f"which were not run ({reason}). edgevae checkpoints hold only tensors and plain "
-                              "values; re-create it with python -m edgevae.train") from exc
+        reason = next(
+            (line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "GLOBAL" in line),
+            str(exc).splitlines()[0][:160],
+        )
+        raise CheckpointError(
+            f"refused checkpoint {path}: it holds pickled code or objects that are not tensors, "
+            f"which were not run ({reason}). edgevae checkpoints hold only tensors and plain "
+            "values; re-create it with python -m edgevae.train"
+        ) from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -190,20 +222,36 @@ def check_zip_layout(raw: bytes, archive: zipfile.ZipFile) -> str | None:
     for info in archive.infolist():
         o = info.header_offset
         sig, version, flag, method, mtime, mdate, crc, csize, usize, nlen, elen = struct.unpack(
-            "<4sHHHHHIIIHH", raw[o : o + 30])
+            "<4sHHHHHIIIHH", raw[o : o + 30]
+        )
         dos_time = (info.date_time[3] << 11) | (info.date_time[4] << 5) | (info.date_time[5] // 2)
         dos_date = ((info.date_time[0] - 1980) << 9) | (info.date_time[1] << 5) | info.date_time[2]
         name = raw[o + 30 : o + 30 + nlen]
         extra = raw[o + 30 + nlen : o + 30 + nlen + elen]
-        if (sig, version, flag, method, mtime, mdate, name) != (ZIP_LOCAL, info.extract_version, info.flag_bits,
-                                                                info.compress_type, dos_time, dos_date,
-                                                                info.filename.encode()):
+        if (sig, version, flag, method, mtime, mdate, name) != (
+            ZIP_LOCAL,
+            info.extract_version,
+            info.flag_bits,
+            info.compress_type,
+            dos_time,
+            dos_date,
+            info.filename.encode(),
+        ):
             return f"{info.filename} (local header)"
-        if extra != info.extra and not (extra[:2] == b"FB" and int.from_bytes(extra[2:4], "little") == elen - 4
-                                        and extra[4:] == b"Z" * (elen - 4)):
+        if extra != info.extra and not (
+            extra[:2] == b"FB" and int.from_bytes(extra[2:4], "little") == elen - 4 and extra[4:] == b"Z" * (elen - 4)
+        ):
             return f"{info.filename} (padding)"
-        if (info.create_version, info.create_system, info.extract_version, info.reserved, info.internal_attr,
-                info.external_attr, info.comment, info.volume) != (0, 0, 0, 0, 0, 0, b"", 0):
+        if (
+            info.create_version,
+            info.create_system,
+            info.extract_version,
+            info.reserved,
+            info.internal_attr,
+            info.external_attr,
+            info.comment,
+            info.volume,
+        ) != (0, 0, 0, 0, 0, 0, b"", 0):
             return f"{info.filename} (central record)"
         end = o + 30 + nlen + elen + info.compress_size
         if flag & 0x08:
@@ -267,15 +315,22 @@ def load_checkpoints(folder: str | os.PathLike[str]) -> CheckpointPair:
         dec, dec_sha = read_checkpoint(dec_path)
     decoder = build_module(dec, dec_path, "decoder")
     if enc["config"] != dec["config"]:
-        raise CheckpointError(f"encoder and decoder in {folder} have different configs: "
-                              f"{enc['config']} vs {dec['config']}")
+        raise CheckpointError(
+            f"encoder and decoder in {folder} have different configs: {enc['config']} vs {dec['config']}"
+        )
     if (enc.get("run"), enc.get("epoch")) != (dec.get("run"), dec.get("epoch")):
-        raise CheckpointError(f"encoder.pt (run {enc.get('run')}, epoch {enc.get('epoch')}) and decoder.pt "
-                              f"(run {dec.get('run')}, epoch {dec.get('epoch')}) in {folder} are not one pair: a "
-                              "write was interrupted or files were mixed; resume the training run (--resume) to "
-                              "write both again, or restore both files")
-    return CheckpointPair(encoder, decoder, {"encoder": enc_sha, "decoder": dec_sha},  # type: ignore[arg-type]
-                          {"encoder": enc_path, "decoder": dec_path})
+        raise CheckpointError(
+            f"encoder.pt (run {enc.get('run')}, epoch {enc.get('epoch')}) and decoder.pt "
+            f"(run {dec.get('run')}, epoch {dec.get('epoch')}) in {folder} are not one pair: a "
+            "write was interrupted or files were mixed; resume the training run (--resume) to "
+            "write both again, or restore both files"
+        )
+    return CheckpointPair(
+        encoder,
+        decoder,
+        {"encoder": enc_sha, "decoder": dec_sha},  # type: ignore[arg-type]
+        {"encoder": enc_path, "decoder": dec_path},
+    )
 
 
 def load_pair(folder: str | os.PathLike[str]) -> tuple[Encoder, Decoder]:

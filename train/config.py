@@ -5,6 +5,7 @@ rebuild its network and to resume the run that wrote it. Each setting is declare
 its help text is the field's metadata, and `python -m edgevae.train` generates its flags from
 these fields and its defaults from `PRESETS`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,11 @@ class VAEConfig:
     image_shape: tuple[int, int] = setting((28, 28), "image height and width; the data must match")
     hidden: int = setting(200, "hidden units of the encoder and the decoder")
     latent: int = setting(20, "latent dimensions")
-    likelihood: str = setting("bernoulli", "p(x|z): bernoulli (cross-entropy from logits) or gaussian "
-                              "(the book: MSE summed over pixels)", LIKELIHOODS)
+    likelihood: str = setting(
+        "bernoulli",
+        "p(x|z): bernoulli (cross-entropy from logits) or gaussian (the book: MSE summed over pixels)",
+        LIKELIHOODS,
+    )
     beta: float = setting(1.0, "weight of the KL term (beta-VAE, Higgins et al. 2017); 1.0 is the ELBO")
 
     def __post_init__(self) -> None:
@@ -52,7 +56,7 @@ class VAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
+    def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -66,8 +70,11 @@ class TrainConfig:
 
     model: VAEConfig = field(default_factory=VAEConfig)
     lr: float = setting(1e-3, "Adam learning rate (the first epoch's, with the cosine schedule)")
-    lr_schedule: str = setting("cosine", "cosine: decay from lr to lr_final over the epochs; constant: lr "
-                               "throughout (lr_final unused)", LR_SCHEDULES)
+    lr_schedule: str = setting(
+        "cosine",
+        "cosine: decay from lr to lr_final over the epochs; constant: lr throughout (lr_final unused)",
+        LR_SCHEDULES,
+    )
     lr_final: float = setting(1e-4, "the last epoch's learning rate under the cosine schedule")
     batch_size: int = setting(100, "images per optimizer step")
     epochs: int = setting(200, "passes over the training images")
@@ -97,7 +104,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         d["model"] = VAEConfig.from_dict(d["model"])
         if "lr_schedule" not in d:  # saved before the field existed: equal rates meant constant

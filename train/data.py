@@ -8,6 +8,7 @@ Fashion-MNIST) trains by pointing at its folder with `dataset="idx"`.
 The folder comes from the `data_dir` argument, else the EDGEVAE_DATA_DIR environment variable.
 `download_mnist` fetches from the public mirrors for users who are online; tests never call it.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,8 +28,10 @@ logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "EDGEVAE_DATA_DIR"
 DATASETS = ("mnist", "idx")  # mnist: checksums verified; idx: any data in MNIST's format and file names
-SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 # md5 of the uncompressed files, as published with MNIST (and used by torchvision).
 MNIST_MD5 = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
@@ -119,7 +122,7 @@ def load_split(
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist. {HOW_TO_GET}")
     arrays = []
-    for stem, ndim in zip(SPLITS[split], (3, 1)):
+    for stem, ndim in zip(SPLITS[split], (3, 1), strict=True):
         path = find_idx_file(root, stem)
         raw = read_bytes(path)
         digest = hashlib.md5(raw).hexdigest() if dataset == "mnist" else None

@@ -4,6 +4,7 @@ For the bernoulli likelihood the test images are binarized once, by sampling eac
 its grey level as probability from a generator seeded with EVAL_SEED, so the figures are
 repeatable and comparable with the binarized-MNIST literature.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ def prepare_eval_images(images: Tensor, likelihood: str, seed: int = EVAL_SEED) 
 
 
 @torch.no_grad()
-def evaluate_elbo(encoder: Encoder, decoder: Decoder, x: Tensor, batch_size: int = 1000,
-                  seed: int = EVAL_SEED) -> dict[str, float]:
+def evaluate_elbo(
+    encoder: Encoder, decoder: Decoder, x: Tensor, batch_size: int = 1000, seed: int = EVAL_SEED
+) -> dict[str, float]:
     """Mean ELBO (one reparameterized sample per image, fixed noise) and its two terms."""
     gen = torch.Generator(device=x.device).manual_seed(seed)
     rec_sum = kl_sum = 0.0
@@ -49,8 +51,10 @@ def elbo_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> tu
     """
     mu, logvar = encoder(x)
     logits = decoder(reparameterize(mu, logvar, eps))
-    return (-log_likelihood(x.double(), logits.double(), encoder.config.likelihood),
-            kl_divergence(mu.double(), logvar.double()))
+    return (
+        -log_likelihood(x.double(), logits.double(), encoder.config.likelihood),
+        kl_divergence(mu.double(), logvar.double()),
+    )
 
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -59,8 +63,9 @@ def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_iw_log_likelihood(encoder: Encoder, decoder: Decoder, x: Tensor, k: int,
-                               batch_size: int = 20, seed: int = EVAL_SEED) -> float:
+def evaluate_iw_log_likelihood(
+    encoder: Encoder, decoder: Decoder, x: Tensor, k: int, batch_size: int = 20, seed: int = EVAL_SEED
+) -> float:
     """Mean over x of log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2015, eq. 8).
 
     A lower bound on log p(x) that tightens as k grows; with k=1 it is the ELBO.

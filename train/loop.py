@@ -6,6 +6,7 @@ PNG and a grid of samples. Rerunning with `resume=True` continues from the last 
 and reaches the same result as an uninterrupted run, because each epoch's randomness (shuffle,
 binarization, noise) comes from a generator seeded by (seed, epoch) alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,14 @@ SAMPLE_SEED = 0
 
 def resolve_torch_device(device: str) -> torch.device:
     """The torch device for 'auto', 'cpu' or 'cuda' (edgevae.runtime.devices: the one definition)."""
-    return torch.device(resolve_device(device, torch.cuda.is_available(),
-                                       f"torch {torch.__version__} sees no GPU (torch.cuda.is_available() is False)",
-                                       "install a CUDA build of torch on a machine with a GPU"))
+    return torch.device(
+        resolve_device(
+            device,
+            torch.cuda.is_available(),
+            f"torch {torch.__version__} sees no GPU (torch.cuda.is_available() is False)",
+            "install a CUDA build of torch on a machine with a GPU",
+        )
+    )
 
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -52,8 +58,11 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     with it: the default OUT is the committed release, which a plain rerun must not silently replace."""
     if resume or overwrite or not out.is_dir():
         return
-    held = [name for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE, METRICS_FILE)
-            if (out / name).exists()]
+    held = [
+        name
+        for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE, METRICS_FILE)
+        if (out / name).exists()
+    ]
     if not held:
         return
     try:
@@ -61,8 +70,10 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     except (OSError, ValueError, AttributeError):
         finished = False
     kind = "a finished run" if finished else "an unfinished run"
-    raise CheckpointError(f"{out} already holds {kind} ({', '.join(held)}); pass --resume to continue it, "
-                          "--overwrite to replace it, or --out to train elsewhere")
+    raise CheckpointError(
+        f"{out} already holds {kind} ({', '.join(held)}); pass --resume to continue it, "
+        "--overwrite to replace it, or --out to train elsewhere"
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -78,8 +89,9 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * t))
 
 
-def load_images(data_dir: str | os.PathLike[str] | None, split: str, limit: int, dataset: str,
-                device: torch.device) -> torch.Tensor:
+def load_images(
+    data_dir: str | os.PathLike[str] | None, split: str, limit: int, dataset: str, device: torch.device
+) -> torch.Tensor:
     """(N, D) float32 images in [0, 1] on `device`."""
     images, _ = load_split(data_dir, split, dataset)
     if limit:
@@ -87,9 +99,16 @@ def load_images(data_dir: str | os.PathLike[str] | None, split: str, limit: int,
     return torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0).to(device)
 
 
-def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str],
-                 device: str = "auto", resume: bool = False, dataset: str = "mnist",
-                 progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def run_training(
+    config: TrainConfig,
+    data_dir: str | os.PathLike[str] | None,
+    out_dir: str | os.PathLike[str],
+    device: str = "auto",
+    resume: bool = False,
+    dataset: str = "mnist",
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Train per `config`; returns the metrics dict also written to OUT/metrics.json.
 
     An OUT that already holds a run is refused unless `resume` (continue it) or `overwrite` (replace it).
@@ -99,8 +118,9 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
     dev = resolve_torch_device(device)
     logger.info("device: %s", dev)
     train_x = load_images(data_dir, "train", config.train_limit, dataset, dev)
-    test_x = prepare_eval_images(load_images(data_dir, "test", config.test_limit, dataset, dev),
-                                 config.model.likelihood)
+    test_x = prepare_eval_images(
+        load_images(data_dir, "test", config.test_limit, dataset, dev), config.model.likelihood
+    )
     if train_x.shape[1] != config.model.input_dim:
         raise ValueError(f"data images have {train_x.shape[1]} pixels, config expects {config.model.input_dim}")
 
@@ -114,16 +134,26 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
     run = uuid.uuid4().hex[:12]  # ties each encoder/decoder pair to its run (kept across --resume)
     if out.is_dir():  # what a killed run left: finish an interrupted pair commit, drop half-written files
         checkpoint.finish_pair(out)
-        remove_stale_temps(out, [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE,
-                                 METRICS_FILE, f".{checkpoint.ENCODER_FILE}.pending",
-                                 f".{checkpoint.DECODER_FILE}.pending"])
+        remove_stale_temps(
+            out,
+            [
+                checkpoint.ENCODER_FILE,
+                checkpoint.DECODER_FILE,
+                checkpoint.STATE_FILE,
+                METRICS_FILE,
+                f".{checkpoint.ENCODER_FILE}.pending",
+                f".{checkpoint.DECODER_FILE}.pending",
+            ],
+        )
 
     state_path = out / checkpoint.STATE_FILE
     if resume and state_path.is_file():
         state = checkpoint.load_train_state(state_path)
         if TrainConfig.from_dict(state["train_config"]) != config:
-            raise CheckpointError(f"{state_path} was written by a run with a different config:\n"
-                                  f"  saved:     {state['train_config']}\n  requested: {config.to_dict()}")
+            raise CheckpointError(
+                f"{state_path} was written by a run with a different config:\n"
+                f"  saved:     {state['train_config']}\n  requested: {config.to_dict()}"
+            )
         encoder.load_state_dict(state["encoder"])
         decoder.load_state_dict(state["decoder"])
         optimizer.load_state_dict(state["optimizer"])
@@ -170,12 +200,26 @@ def run_training(config: TrainConfig, data_dir: str | os.PathLike[str] | None, o
         decoder.eval()
         test = evaluate_elbo(encoder, decoder, test_x)
         s = (sums / n).tolist()
-        record = {"epoch": epoch + 1, "lr": lr, "train_loss": s[0], "train_rec": s[1], "train_kl": s[2],
-                  "test_elbo": test["elbo"], "test_rec": test["rec"], "test_kl": test["kl"],
-                  "seconds": seconds}
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": s[0],
+            "train_rec": s[1],
+            "train_kl": s[2],
+            "test_elbo": test["elbo"],
+            "test_rec": test["rec"],
+            "test_kl": test["kl"],
+            "seconds": seconds,
+        }
         history.append(record)
-        logger.info("epoch %d/%d  train loss %.3f  test ELBO %.3f  (%.1fs)", epoch + 1, config.epochs,
-                    s[0], test["elbo"], seconds)
+        logger.info(
+            "epoch %d/%d  train loss %.3f  test ELBO %.3f  (%.1fs)",
+            epoch + 1,
+            config.epochs,
+            s[0],
+            test["elbo"],
+            seconds,
+        )
         save_epoch(out, config, encoder, decoder, optimizer, history, epoch + 1, run)
 
     encoder.eval()
@@ -197,25 +241,45 @@ def make_progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
-def save_epoch(out: Path, config: TrainConfig, encoder: torch.nn.Module, decoder: torch.nn.Module,
-               optimizer: torch.optim.Optimizer, history: list[dict[str, float]], epoch: int,
-               run: str | None = None) -> None:
+def save_epoch(
+    out: Path,
+    config: TrainConfig,
+    encoder: torch.nn.Module,
+    decoder: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    history: list[dict[str, float]],
+    epoch: int,
+    run: str | None = None,
+) -> None:
     """Checkpoints, resume state and partial metrics after a finished epoch.
 
     The resume state holds both networks, so a crash between the writes below never leaves it
     out of step with itself.
     """
-    checkpoint.save_train_state(out / checkpoint.STATE_FILE, {
-        "epoch": epoch, "train_config": config.to_dict(), "encoder": checkpoint.cpu_state_dict(encoder),
-        "decoder": checkpoint.cpu_state_dict(decoder),
-        "optimizer": optimizer.state_dict(), "history": history, "run": run,
-    })
+    checkpoint.save_train_state(
+        out / checkpoint.STATE_FILE,
+        {
+            "epoch": epoch,
+            "train_config": config.to_dict(),
+            "encoder": checkpoint.cpu_state_dict(encoder),
+            "decoder": checkpoint.cpu_state_dict(decoder),
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "run": run,
+        },
+    )
     checkpoint.save_pair(out, encoder, decoder, config, epoch, run)
     write_json(out / METRICS_FILE, {"config": config.to_dict(), "history": history, "complete": False})
 
 
-def summarize(config: TrainConfig, encoder: torch.nn.Module, decoder: torch.nn.Module, test_x: torch.Tensor,
-              history: list[dict[str, float]], dev: torch.device) -> dict[str, Any]:
+def summarize(
+    config: TrainConfig,
+    encoder: torch.nn.Module,
+    decoder: torch.nn.Module,
+    test_x: torch.Tensor,
+    history: list[dict[str, float]],
+    dev: torch.device,
+) -> dict[str, Any]:
     """Final metrics: the last test ELBO and, when k > 0, the importance-weighted log p(x)."""
     final = history[-1] if history else {}
     metrics: dict[str, Any] = {
@@ -235,8 +299,12 @@ def summarize(config: TrainConfig, encoder: torch.nn.Module, decoder: torch.nn.M
         metrics["test_iw_log_likelihood"] = ll
         metrics["test_iw_nll"] = -ll
         metrics["iw_samples"] = config.iw_samples
-        logger.info("importance-weighted test log p(x) (k=%d): %.3f nats (%.0fs)", config.iw_samples, ll,
-                    time.perf_counter() - t0)
+        logger.info(
+            "importance-weighted test log p(x) (k=%d): %.3f nats (%.0fs)",
+            config.iw_samples,
+            ll,
+            time.perf_counter() - t0,
+        )
     return metrics
 
 
@@ -244,11 +312,13 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def write_pictures(out: Path, history: list[dict[str, float]], decoder: torch.nn.Module, config: TrainConfig,
-                   dev: torch.device) -> None:
+def write_pictures(
+    out: Path, history: list[dict[str, float]], decoder: torch.nn.Module, config: TrainConfig, dev: torch.device
+) -> None:
     """loss_curve.png (train loss and -test ELBO per epoch) and samples.png (64 decoded draws)."""
-    z = torch.from_numpy(np.random.default_rng(SAMPLE_SEED).standard_normal((64, config.model.latent),
-                                                                              dtype=np.float32))
+    z = torch.from_numpy(
+        np.random.default_rng(SAMPLE_SEED).standard_normal((64, config.model.latent), dtype=np.float32)
+    )
     with torch.no_grad():
         means = torch.sigmoid(decoder(z.to(dev))).cpu().numpy().reshape(-1, *config.model.image_shape)
     try:

@@ -7,6 +7,7 @@ loss    = -log p(x|z) + beta * KL(q(z|x) || N(0, I)),  z = mu + exp(logvar / 2) 
 Noise is always passed in (`eps`), never drawn inside a module, so the exported graphs and the
 PyTorch model compute the same thing from the same inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,9 +76,7 @@ def log_likelihood(x: Tensor, logits: Tensor, likelihood: str) -> Tensor:
     raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
 
 
-def compute_loss_terms(
-    encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor
-) -> tuple[Tensor, Tensor]:
+def compute_loss_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
     """Per-example reconstruction term (-log p(x|z)) and KL term for one noise draw."""
     mu, logvar = encoder(x)
     z = reparameterize(mu, logvar, eps)
