@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-## train: retrain the released checkpoints (make train DATA_DIR=/path/to/mnist [TRAIN_ARGS="--preset book"])
+## train: retrain the released checkpoints (make train DATA_DIR=/path/to/mnist TRAIN_ARGS=--overwrite [TRAIN_ARGS="--overwrite --preset book"])
 train: venv
 	@test -n "$(DATA_DIR)" || { echo "make train needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(BIN)/python -m edgevae.train --data-dir "$(DATA_DIR)" --out $(CHECKPOINTS) $(TRAIN_ARGS)

@@ -159,6 +159,24 @@ def describe_selftests(model: str | None, threads: int | None, variants: list[st
     return lines
 
 
+def describe_variant(name: str, v: dict[str, Any], folder: Any) -> str:
+    """One `edgevae info` line for a manifest variant; a malformed entry is a ModelError."""
+    try:
+        change = v.get("log_likelihood_change", {})
+        cost = (
+            f"NLL {-change['nats']:+.4f} nats (N={change['images']}, k={change['k']}, seed={change['seed']})"
+            if change
+            else "not measured"
+        )
+        diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
+        return (
+            f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
+            f"cost {cost}  pixel |diff| {diff:.1e}  {v.get('description', '')}"
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{folder}/manifest.json: variants.{name} is malformed ({type(exc).__name__}: {exc})") from exc
+
+
 def run_command(args: argparse.Namespace) -> str:
     import onnxruntime as ort
 
@@ -231,17 +249,7 @@ def run_command(args: argparse.Namespace) -> str:
     )
     present = vae.files.variants
     for name, v in sorted(present.items(), key=lambda kv: list(VARIANTS).index(kv[0]) if kv[0] in VARIANTS else 99):
-        change = v.get("log_likelihood_change", {})
-        cost = (
-            f"NLL {-change['nats']:+.4f} nats (N={change['images']}, k={change['k']}, seed={change['seed']})"
-            if change
-            else "not measured"
-        )
-        diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
-        lines.append(
-            f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
-            f"cost {cost}  pixel |diff| {diff:.1e}  {v.get('description', '')}"
-        )
+        lines.append(describe_variant(name, v, vae.files.folder))
     lines.append(f"onnxruntime {ort.__version__}; available providers: {', '.join(ort.get_available_providers())}")
     lines.append(f"active providers: {', '.join(vae.providers)}")
     lines.extend(describe_selftests(args.model, args.threads, [n for n in VARIANTS if n in present]))

@@ -21,7 +21,7 @@ from typing import Any
 import onnxruntime as ort
 
 from . import contract
-from .devices import CUDA_DEVICE, PROVIDERS, resolve_device
+from .devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS, resolve_device
 from .errors import DeviceError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ ORT_LOAD_ERRORS = (
     _state.InvalidArgument,
     _state.NoSuchFile,
 )
-CPU, CUDA = PROVIDERS["cpu"], PROVIDERS["cuda"]
+CPU, CUDA = PROVIDERS[CPU_DEVICE], PROVIDERS[CUDA_DEVICE]
 # onnxruntime's CUDA provider runs float GEMMs in TF32 by default (10-bit mantissa), which breaks
 # fp32 parity with PyTorch by ~1e-3; the graphs are tiny, so exact fp32 costs nothing noticeable.
 # (The option exists from onnxruntime-gpu 1.17 on, hence the gpu extra's floor.)
@@ -330,7 +330,7 @@ def start_session(blob: bytes, name: str, device: str, options: ort.SessionOptio
         raise ModelError(f"onnxruntime could not load {name}: {str(exc)[:300]}") from exc
     active = session.get_providers()
     if providers[0] == CUDA and active[0] != CUDA:
-        if device == "cuda":
+        if device == CUDA_DEVICE:
             raise DeviceError(
                 f"device='cuda': {CUDA} is listed by onnxruntime but did not load for {name} "
                 f"(session runs on {active}); check the CUDA and cuDNN libraries "

@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import contract
 from . import likelihood as lik
+from .devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS
 from .errors import ModelError
 from .model import (
     ModelFiles,
@@ -158,7 +159,7 @@ class VAE:
     @property
     def device(self) -> str:
         """'cuda' or 'cpu': what `device` resolved to."""
-        return "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        return CUDA_DEVICE if self.providers[0] == PROVIDERS[CUDA_DEVICE] else CPU_DEVICE
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -134,3 +134,22 @@ def test_help_lists_commands(tmp_path: Path) -> None:
     for command in ("sample", "reconstruct", "interpolate", "info"):
         assert command in out
     assert "default: auto" in " ".join(ok(edgevae("sample", "--help", cwd=tmp_path)).split())
+
+
+def test_info_names_a_malformed_variant_entry_instead_of_a_key_error(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from edgevae.runtime import contract
+    from edgevae.runtime.model import seal_manifest
+
+    from conftest import SHIPPED_MODEL
+
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, model)
+    manifest = json.loads((model / contract.MANIFEST_FILE).read_text())
+    del manifest["variants"]["int8"]["log_likelihood_change"]["images"]
+    (model / contract.MANIFEST_FILE).write_bytes(seal_manifest(manifest))
+    result = edgevae("info", "--model", str(model), "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "variants.int8 is malformed (KeyError: 'images')" in result.stderr

@@ -1,0 +1,81 @@
+"""The README quotes its figures from the files that hold them: these tests fail when one drifts."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from edgevae.runtime import contract
+from edgevae.train.config import PRESETS
+
+from conftest import REPO, SHIPPED_MODEL
+
+README = (REPO / "README.md").read_text()
+FLAT = " ".join(README.split())  # prose wraps anywhere
+
+
+def table_rows(first_cell: str) -> list[list[str]]:
+    """The cells of every README table row whose first cell starts with `first_cell`."""
+    rows = []
+    for line in README.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(first_cell):
+            rows.append(cells)
+    return rows
+
+
+def test_released_model_figures_are_those_of_its_metrics_file() -> None:
+    metrics = json.loads((REPO / "artifacts" / "checkpoints" / "metrics.json").read_text())
+    epochs, per_epoch = len(metrics["history"]), metrics["seconds_per_epoch"]
+    minutes = sum(h["seconds"] for h in metrics["history"]) / 60
+    assert f"{epochs} epochs at {per_epoch:.2f} s each, {minutes:.1f} minutes of training" in FLAT
+    assert f"| test ELBO | **{metrics['test_elbo']:.2f}** |" in README
+    (row,) = table_rows("importance-weighted log p(x), k = ")
+    assert row[0].endswith(f"k = {metrics['iw_samples']} (Burda et al. 2015)")
+    assert row[1] == f"**{metrics['test_iw_log_likelihood']:.2f}**"
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_table_is_the_presets(preset: str) -> None:
+    (row,) = table_rows(f"`{preset}`")
+    config = PRESETS[preset]
+    assert row[1].startswith(config.model.likelihood)
+    lr = re.fullmatch(r"Adam ([0-9.e-]+), (constant|cosine decay to ([0-9.e-]+))", row[2])
+    assert lr, row[2]
+    assert float(lr.group(1)) == config.lr
+    assert (lr.group(2) == "constant") == (config.lr_schedule == "constant")
+    if config.lr_schedule == "cosine":
+        assert float(lr.group(3)) == config.lr_final
+    assert (int(row[3]), int(row[4])) == (config.batch_size, config.epochs)
+
+
+def test_variant_table_is_the_shipped_manifest() -> None:
+    manifest = json.loads((SHIPPED_MODEL / contract.MANIFEST_FILE).read_text())
+    for name, v in manifest["variants"].items():
+        (row,) = table_rows(f"`{name}`")
+        assert row[2] == f"{v['size']:,}" and row[3] == f"{v['size_vs_fp32']:.0%}", name
+        change = -v["log_likelihood_change"]["nats"] if name != contract.DEFAULT_VARIANT else 0
+        shown = float(row[4].lstrip("+")) if row[4] != "0" else 0.0
+        assert shown == pytest.approx(change, abs=6e-4 if abs(change) < 0.01 else 6e-3), name
+
+
+def test_ood_table_is_the_ood_file() -> None:
+    ood = json.loads((REPO / "artifacts" / "ood.json").read_text())
+    scores = ["typicality", "nll", "nll-typicality", "complexity"]
+    for name, by_score in ood["auroc"].items():
+        (row,) = table_rows(name)
+        assert [float(c) for c in row[1:]] == [round(by_score[s], 4) for s in scores], name
+    (worst,) = table_rows("**worst**")
+    assert [float(c.strip("*")) for c in worst[1:]] == [
+        round(min(v[s] for v in ood["auroc"].values()), 4) for s in scores
+    ]
+    assert f"`score` costs {ood['score_ms_per_image']:.2f} ms per image at k={ood['k']}" in FLAT
+
+
+def test_speed_section_is_the_bench_file() -> None:
+    bench = (REPO / "artifacts" / "bench.md").read_text()
+    for line in bench.splitlines():
+        if line.startswith("|") or line.startswith("Machine:"):
+            assert line in README, line
