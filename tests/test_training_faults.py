@@ -34,11 +34,12 @@ ARGS = [
 ]
 
 
-def start(data_dir: Path, out: Path, epochs: int, resume: bool) -> subprocess.Popen[bytes]:
+def start(data_dir: Path, out: Path, epochs: int, resume: bool, overwrite: bool = False) -> subprocess.Popen[bytes]:
     cmd = (
         [sys.executable, "-m", "edgevae.train", "--data-dir", str(data_dir), "--out", str(out), "--epochs", str(epochs)]
         + ARGS
         + (["--resume"] if resume else [])
+        + (["--overwrite"] if overwrite else [])
     )
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -98,7 +99,7 @@ def test_30_kills_never_leave_a_broken_or_mixed_set(tmp_path: Path, data_dir: Pa
     assert checked == 30
     leftovers = [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".pending"))]
     print(f"\nafter 30 kills: {len(leftovers)} stray temporary files: {leftovers}")
-    proc = start(data_dir, out, epochs=1, resume=False)  # a fresh start in the same folder cleans up
+    proc = start(data_dir, out, epochs=1, resume=False, overwrite=True)  # a fresh start in the folder cleans up
     assert proc.wait(timeout=120) == 0
     assert not [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".pending"))], leftovers
 

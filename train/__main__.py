@@ -128,6 +128,8 @@ def train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
+    if "test_elbo" not in metrics:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     print(
         f"test ELBO {metrics['test_elbo']:.3f} nats"
         + (

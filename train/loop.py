@@ -26,12 +26,12 @@ from edgevae.runtime.atomic import remove_stale_temps, write_bytes_atomic
 from edgevae.runtime.devices import resolve_device
 from edgevae.runtime.images import save_grid
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .data import load_split
 from .evaluate import evaluate_elbo, evaluate_iw_log_likelihood, prepare_eval_images
-from .model import build_models, compute_loss_terms
+from .model import build_models
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +114,28 @@ def run_training(
     An OUT that already holds a run is refused unless `resume` (continue it) or `overwrite` (replace it).
     """
     out = Path(out_dir)
+    world = distributed.detect_world()
     check_out_dir(out, resume, overwrite)
-    dev = resolve_torch_device(device)
-    logger.info("device: %s", dev)
+    dev = distributed.start(world, resolve_torch_device(device))
+    try:
+        return train_in_world(config, data_dir, out, dev, world, resume, dataset, progress)
+    finally:
+        distributed.stop(world)
+
+
+def train_in_world(
+    config: TrainConfig,
+    data_dir: str | os.PathLike[str] | None,
+    out: Path,
+    dev: torch.device,
+    world: distributed.World,
+    resume: bool,
+    dataset: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """The training run of one process: all of it in a world of one, its shard of each batch under
+    torchrun (rank 0 alone writes)."""
+    logger.info("device: %s%s", dev, f" (rank {world.rank} of {world.size})" if world.distributed else "")
     train_x = load_images(data_dir, "train", config.train_limit, dataset, dev)
     test_x = prepare_eval_images(
         load_images(data_dir, "test", config.test_limit, dataset, dev), config.model.likelihood
@@ -127,12 +146,13 @@ def run_training(
     encoder, decoder = build_models(config.model, seed=config.seed)
     encoder.to(dev)
     decoder.to(dev)
-    params = list(encoder.parameters()) + list(decoder.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    terms = distributed.LossTerms(encoder, decoder)
+    model = distributed.wrap(terms, world, dev)
+    optimizer = torch.optim.Adam(terms.parameters(), lr=config.lr)  # encoder's, then decoder's
     history: list[dict[str, float]] = []
     start_epoch = 0
     run = uuid.uuid4().hex[:12]  # ties each encoder/decoder pair to its run (kept across --resume)
-    if out.is_dir():  # what a killed run left: finish an interrupted pair commit, drop half-written files
+    if world.is_main and out.is_dir():  # what a killed run left: finish a pair commit, drop half-written files
         checkpoint.finish_pair(out)
         remove_stale_temps(
             out,
@@ -146,6 +166,7 @@ def run_training(
             ],
         )
 
+    distributed.barrier(world)  # the other ranks read OUT only after rank 0 has tidied it
     state_path = out / checkpoint.STATE_FILE
     if resume and state_path.is_file():
         state = checkpoint.load_train_state(state_path)
@@ -176,14 +197,22 @@ def run_training(
         decoder.train()
         t0 = time.perf_counter()
         sums = torch.zeros(3, dtype=torch.float64, device=dev)
-        bar = make_progress(steps, f"epoch {epoch + 1}/{config.epochs}", progress)
+        bar = make_progress(steps, f"epoch {epoch + 1}/{config.epochs}", progress and world.is_main)
         for step in range(steps):
+            # Every rank draws the whole global batch's randomness, then trains on its shard of it.
             x = train_x[perm[step * config.batch_size : (step + 1) * config.batch_size]]
             if config.binarize and config.model.likelihood == "bernoulli":
                 x = torch.bernoulli(x, generator=gen)
             eps = torch.randn((len(x), config.model.latent), generator=gen, device=dev)
-            rec, kl = compute_loss_terms(encoder, decoder, x, eps)
-            loss = (rec + config.model.beta * kl).mean()
+            rows = len(x)
+            if world.distributed:
+                part = distributed.shard(rows, world)
+                x, eps = x[part], eps[part]
+            rec, kl = model(x, eps)
+            if world.distributed:  # DDP averages gradients over ranks: this makes it the global batch mean
+                loss = (rec + config.model.beta * kl).sum() * (world.size / rows)
+            else:
+                loss = (rec + config.model.beta * kl).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -196,8 +225,12 @@ def run_training(
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - t0
+        sums = distributed.sum_over_ranks(sums, world)
         encoder.eval()
         decoder.eval()
+        if not world.is_main:
+            distributed.barrier(world)  # rank 0 evaluates and writes this epoch
+            continue
         test = evaluate_elbo(encoder, decoder, test_x)
         s = (sums / n).tolist()
         record = {
@@ -221,10 +254,14 @@ def run_training(
             seconds,
         )
         save_epoch(out, config, encoder, decoder, optimizer, history, epoch + 1, run)
+        distributed.barrier(world)
 
+    if not world.is_main:
+        return {"rank": world.rank, "processes": world.size}
     encoder.eval()
     decoder.eval()
     metrics = summarize(config, encoder, decoder, test_x, history, dev)
+    metrics["processes"] = world.size
     write_json(out / METRICS_FILE, metrics)
     write_pictures(out, history, decoder, config, dev)
     return metrics
