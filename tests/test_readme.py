@@ -79,3 +79,9 @@ def test_speed_section_is_the_bench_file() -> None:
     for line in bench.splitlines():
         if line.startswith("|") or line.startswith("Machine:"):
             assert line in README, line
+
+
+def test_scale_tables_are_the_scale_file() -> None:
+    for line in (REPO / "artifacts" / "scale.md").read_text().splitlines():
+        if line.startswith("|"):
+            assert line in README, line
