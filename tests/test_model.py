@@ -141,3 +141,48 @@ def test_importance_weighted_bound_is_exact_when_q_is_the_posterior() -> None:
     logits = decoder(torch.zeros(1, 2))
     exact = float(Bernoulli(logits=logits.detach()).log_prob(x).sum())
     assert evaluate_iw_log_likelihood(encoder, decoder, x, k=7) == pytest.approx(exact, abs=1e-5)
+
+
+def test_iwae_bound_is_exact_when_the_decoder_ignores_z() -> None:
+    """With p(x|z) independent of z and q(z|x) = p(z), every importance weight is p(x): the bound is
+    log p(x) for every k, not just a lower bound."""
+    from edgevae.train.model import iwae_terms
+
+    config = VAEConfig(hidden=16, latent=4, image_shape=(4, 4))
+    encoder, decoder = build_models(config, seed=0)
+    with torch.no_grad():
+        for layer in (encoder.mu, encoder.logvar):  # q(z|x) = N(0, I) = p(z)
+            layer.weight.zero_()
+            layer.bias.zero_()
+        decoder.hidden.weight.zero_()  # the decoder sees a constant: p(x|z) = p(x)
+    x = torch.bernoulli(torch.full((6, 16), 0.3), generator=torch.Generator().manual_seed(1))
+    log_px = log_likelihood(x, decoder(torch.zeros(6, 4)), "bernoulli")
+    for k in (1, 7, 50):
+        eps = torch.randn((k, 6, 4), generator=torch.Generator().manual_seed(k))
+        bound, rec, kl = iwae_terms(encoder, decoder, x, eps)
+        torch.testing.assert_close(bound, log_px, rtol=0, atol=1e-4)
+        torch.testing.assert_close(rec, -log_px, rtol=0, atol=1e-4)
+        assert torch.all(kl.abs() < 1e-6)
+
+
+def test_iwae_bound_tightens_with_k_on_the_released_model() -> None:
+    from edgevae.export.validate import load_real_images
+    from edgevae.train import checkpoint
+    from edgevae.train.model import iwae_terms
+
+    from conftest import RELEASED_CHECKPOINTS
+
+    encoder, decoder = checkpoint.load_pair(RELEASED_CHECKPOINTS)
+    real = torch.from_numpy(load_real_images()[:128].astype("float32") / 255.0)
+    x = torch.bernoulli(real, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        means = [
+            float(
+                iwae_terms(encoder, decoder, x, torch.randn((k, 128, 20), generator=torch.Generator().manual_seed(k)))[
+                    0
+                ].mean()
+            )
+            for k in (1, 10, 100)
+        ]
+    assert means[0] < means[1] < means[2], means  # a tighter bound with more samples (Burda et al., Thm 1)
+    assert means[2] - means[0] > 1.0  # nats: the gap an IWAE objective trains on

@@ -206,3 +206,39 @@ def test_a_run_in_out_is_not_replaced_without_asking(data_dir: Path, tmp_path: P
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--overwrite" in result.stderr
     run(dataclasses.replace(config, seed=1), data_dir, tmp_path, overwrite=True)
     assert (tmp_path / "encoder.pt").read_bytes() != before
+
+
+def test_kl_warm_up_reaches_beta_at_the_stated_epoch(data_dir: Path, tmp_path: Path) -> None:
+    config = TrainConfig(model=VAEConfig(beta=0.9), epochs=5, warmup_epochs=3, **SMALL)
+    assert [loop.kl_weight(config, e) for e in range(5)] == pytest.approx([0.3, 0.6, 0.9, 0.9, 0.9])
+    metrics = run(dataclasses.replace(config, epochs=4, train_limit=200, test_limit=50), data_dir, tmp_path)
+    assert [h["kl_weight"] for h in metrics["history"]] == pytest.approx([0.3, 0.6, 0.9, 0.9])
+
+
+def test_iwae_objective_trains_and_exports_within_budget(data_dir: Path, tmp_path: Path) -> None:
+    from edgevae.export.convert import build_graphs
+    from edgevae.export.validate import measure_parity, validate_parity
+
+    config = TrainConfig(objective="iwae", k=5, epochs=3, **SMALL)
+    metrics = run(config, data_dir, tmp_path)
+    losses = [h["train_loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0] * 0.9, losses
+    assert metrics["config"]["objective"] == "iwae" and metrics["config"]["k"] == 5
+    _, blobs = build_graphs(tmp_path)  # the same contract: training options never change the graphs
+    encoder, decoder = checkpoint.load_pair(tmp_path)
+    summary = validate_parity(measure_parity(encoder, decoder, blobs, batch_sizes=(1, 64)))
+    assert max(summary["max_abs_diff"].values()) <= summary["tolerance"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"objective": "elbo", "k": 5}, "k must be >= 1 for objective iwae and 1 for elbo"),
+        ({"objective": "iwae", "k": 0}, "k must be >= 1"),
+        ({"objective": "vimco"}, "objective must be one of"),
+        ({"warmup_epochs": -1}, "warmup_epochs must be >= 0"),
+    ],
+)
+def test_bad_training_options_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from typing import Any
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 LR_SCHEDULES = ("cosine", "constant")
+OBJECTIVES = ("elbo", "iwae")
 
 
 def setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -83,6 +84,18 @@ class TrainConfig:
     train_limit: int = setting(0, "use only the first N training images (0 = all); for quick runs and tests")
     test_limit: int = setting(0, "use only the first N test images (0 = all)")
     iw_samples: int = setting(1000, "k of the importance-weighted log p(x) measured at the end (0 = skip)")
+    objective: str = setting(
+        "elbo",
+        "what training maximizes: elbo, or iwae, the importance-weighted bound with "
+        "k samples per image (Burda et al. 2015)",
+        OBJECTIVES,
+    )
+    k: int = setting(1, "importance samples per image for --objective iwae (1 for elbo)")
+    warmup_epochs: int = setting(
+        0,
+        "KL warm-up: the KL weight rises linearly to beta, reaching it at this epoch "
+        "(Sonderby et al. 2016); 0 = beta from the start",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -90,7 +103,11 @@ class TrainConfig:
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_limit", "test_limit", "iw_samples"):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.k < 1 or (self.objective == "elbo" and self.k != 1):
+            raise ValueError(f"k must be >= 1 for objective iwae and 1 for elbo; got k={self.k} with {self.objective}")
+        for name in ("train_limit", "test_limit", "iw_samples", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and self.lr_final > 0):

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .model import Decoder, Encoder, compute_loss_terms
+from .model import Decoder, Encoder, compute_loss_terms, iwae_terms
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,14 @@ class LossTerms(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
 
-    def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        return compute_loss_terms(self.encoder, self.decoder, x, eps)
+    def forward(self, x: Tensor, eps: Tensor, kl_weight: float) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, rec, kl) per example: -ELBO with the KL weighted for eps (N, latent); the negative
+        importance-weighted bound for eps (k, N, latent)."""
+        if eps.dim() == 3:
+            bound, rec, kl = iwae_terms(self.encoder, self.decoder, x, eps, kl_weight)
+            return -bound, rec, kl
+        rec, kl = compute_loss_terms(self.encoder, self.decoder, x, eps)
+        return rec + kl_weight * kl, rec, kl
 
 
 def wrap(module: nn.Module, world: World, device: torch.device) -> nn.Module:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from .model import Decoder, Encoder, kl_divergence, log_likelihood, reparameterize
+from .model import Decoder, Encoder, kl_divergence, log_likelihood, log_normal, reparameterize
 
 EVAL_SEED = 20140101  # fixed seed for test binarization and evaluation noise
 
@@ -55,11 +55,6 @@ def elbo_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> tu
         -log_likelihood(x.double(), logits.double(), encoder.config.likelihood),
         kl_divergence(mu.double(), logvar.double()),
     )
-
-
-def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, diag(exp(logvar))), summed over the last axis."""
-    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
 
 
 @torch.no_grad()

@@ -89,6 +89,14 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * t))
 
 
+def kl_weight(config: TrainConfig, epoch: int) -> float:
+    """The KL weight of epoch `epoch` (0-based): beta, or with warm-up beta * (epoch + 1) / warmup_epochs
+    until it reaches beta at epoch warmup_epochs (1-based) (Sonderby et al. 2016, "deterministic warm-up")."""
+    if config.warmup_epochs == 0 or epoch + 1 >= config.warmup_epochs:
+        return config.model.beta
+    return config.model.beta * (epoch + 1) / config.warmup_epochs
+
+
 def load_images(
     data_dir: str | os.PathLike[str] | None, split: str, limit: int, dataset: str, device: torch.device
 ) -> torch.Tensor:
@@ -191,6 +199,7 @@ def train_in_world(
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        weight = kl_weight(config, epoch)
         gen = torch.Generator(device=dev).manual_seed(epoch_seed(config.seed, epoch))
         perm = torch.randperm(n, generator=gen, device=dev)
         encoder.train()
@@ -203,21 +212,22 @@ def train_in_world(
             x = train_x[perm[step * config.batch_size : (step + 1) * config.batch_size]]
             if config.binarize and config.model.likelihood == "bernoulli":
                 x = torch.bernoulli(x, generator=gen)
-            eps = torch.randn((len(x), config.model.latent), generator=gen, device=dev)
             rows = len(x)
+            noise = (rows, config.model.latent) if config.objective == "elbo" else (config.k, rows, config.model.latent)
+            eps = torch.randn(noise, generator=gen, device=dev)
             if world.distributed:
                 part = distributed.shard(rows, world)
-                x, eps = x[part], eps[part]
-            rec, kl = model(x, eps)
+                x, eps = x[part], eps[..., part, :]
+            per_example, rec, kl = model(x, eps, weight)
             if world.distributed:  # DDP averages gradients over ranks: this makes it the global batch mean
-                loss = (rec + config.model.beta * kl).sum() * (world.size / rows)
+                loss = per_example.sum() * (world.size / rows)
             else:
-                loss = (rec + config.model.beta * kl).mean()
+                loss = per_example.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             with torch.no_grad():
-                sums += torch.stack([(rec + config.model.beta * kl).sum(), rec.sum(), kl.sum()]).double()
+                sums += torch.stack([per_example.sum(), rec.sum(), kl.sum()]).double()
             if bar is not None:
                 bar.update(1)
                 if step % 50 == 0:
@@ -236,6 +246,7 @@ def train_in_world(
         record = {
             "epoch": epoch + 1,
             "lr": lr,
+            "kl_weight": weight,
             "train_loss": s[0],
             "train_rec": s[1],
             "train_kl": s[2],

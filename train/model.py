@@ -60,6 +60,27 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
 
 
+def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag(exp(logvar))) summed over the last axis."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
+
+
+def iwae_terms(
+    encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor, kl_weight: float = 1.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The importance-weighted bound per example, for eps (k, N, latent) (Burda et al. 2015, eq. 8):
+    log (1/k) sum_i p(x|z_i) [p(z_i) / q(z_i|x)]^kl_weight with z_i = mu + sigma * eps_i (kl_weight 1 is
+    the bound; below 1 it is the warm-up's tempered version). Also -mean_i log p(x|z_i) and the
+    closed-form KL, for reporting. Returns (bound, rec, kl), each (N,)."""
+    mu, logvar = encoder(x)
+    z = reparameterize(mu[None], logvar[None], eps)
+    logits = decoder(z)
+    log_px = log_likelihood(x[None].expand_as(logits), logits, encoder.config.likelihood)
+    log_ratio = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(z, mu[None], logvar[None])
+    bound = torch.logsumexp(log_px + kl_weight * log_ratio, dim=0) - math.log(eps.shape[0])
+    return bound, -log_px.mean(dim=0), kl_divergence(mu, logvar)
+
+
 def log_likelihood(x: Tensor, logits: Tensor, likelihood: str) -> Tensor:
     """log p(x|z) per example, summed over pixels, in nats.
 
