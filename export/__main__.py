@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from edgevae.runtime import __version__, contract
-from edgevae.runtime.devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS, add_device_argument, resolve_device
+from edgevae.runtime.devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS, add_device_argument
 from edgevae.runtime.errors import run_cli
 from edgevae.train import require_torch
 
@@ -55,17 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_validation_devices(device: str) -> list[str]:
     """The devices to validate on: always the CPU, plus CUDA when `device` resolves to it."""
-    import onnxruntime as ort
+    from edgevae.runtime.model import resolve_providers
 
-    available = ort.get_available_providers()
-    cuda = PROVIDERS[CUDA_DEVICE]
-    resolved = resolve_device(
-        device,
-        cuda in available,
-        f"onnxruntime {ort.__version__} has no {cuda} (it lists {', '.join(available)})",
-        "install edgevae[gpu] on a machine with CUDA",
-    )
-    return [CPU_DEVICE, CUDA_DEVICE] if resolved == CUDA_DEVICE else [CPU_DEVICE]
+    return [CPU_DEVICE, CUDA_DEVICE] if resolve_providers(device)[0] == PROVIDERS[CUDA_DEVICE] else [CPU_DEVICE]
 
 
 def export(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import __version__
 from .contract import DEFAULT_VARIANT
-from .devices import add_device_argument
+from .devices import add_device_argument, resolve_device
 from .errors import InputError, MissingDependencyError, run_cli
 from .likelihood import DEFAULT_SCORE, SCORES
 
@@ -243,9 +243,8 @@ def run(args: argparse.Namespace) -> int:
     ray = import_ray()
     ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     try:
-        device = args.device
-        if device == "auto":
-            device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+        gpus = ray.cluster_resources().get("GPU", 0)
+        device = resolve_device(args.device, gpus > 0, "the Ray cluster has no GPU", "add GPU nodes to it")
         options = {
             "model": args.model,
             "device": device,
