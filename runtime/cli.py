@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .atomic import write_bytes_atomic
 from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
 from .devices import PROVIDERS, add_device_argument
-from .errors import DeviceError, InputError, ModelError, SelftestFailed, run_cli
-from .images import check_output_path, read_images, save_grid
+from .errors import DeviceError, ModelError, SelftestFailed, run_cli
+from .images import check_output_path, read_images, save_grid, write_output
 from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
 from .model import MODEL_DIR_ENV
 
@@ -214,10 +213,7 @@ def run_command(args: argparse.Namespace) -> str:
             sys.stdout.write(text)
             print(summary, file=sys.stderr)
             return ""
-        try:
-            write_bytes_atomic(args.output, text.encode())
-        except OSError as exc:
-            raise InputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+        write_output(args.output, text.encode())
         return f"{summary}\nwrote {args.output}"
     if args.command == "selftest":
         from .selftest import run_selftest

@@ -92,11 +92,16 @@ def save_grid(images: np.ndarray, path: str | os.PathLike[str], ncols: int | Non
         data = buf.getvalue()
     else:
         data = encode_png(tile_images(images, ncols), scale)
+    return write_output(path, data)
+
+
+def write_output(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write a command's output atomically; an unwritable path is an InputError naming it."""
     try:
         write_bytes_atomic(path, data)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return path
+    return Path(path)
 
 
 MAX_INPUT_BYTES = 4 * 2**30  # an input array larger than this is refused before it is read
