@@ -25,7 +25,7 @@ from .devices import PROVIDERS, add_device_argument
 from .errors import DeviceError, ModelError, SelftestFailed, run_cli
 from .images import check_output_path, read_images, save_grid, write_output
 from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
-from .model import MODEL_DIR_ENV
+from .model import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, find_model_dir, list_packaged_models
 
 
 def seed_value(text: str) -> int:
@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         help=f"model folder from `make export` (default: ${MODEL_DIR_ENV}, else the packaged model)",
+    )
+    common.add_argument(
+        "--model-name",
+        default=None,
+        help=f"a model shipped in this package, instead of --model: {', '.join(list_packaged_models())} "
+        f"(default: ${MODEL_NAME_ENV}, else {DEFAULT_MODEL})",
     )
     add_device_argument(common, "auto: CUDA when onnxruntime has it, else CPU (default: auto)")
     common.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
@@ -183,6 +189,7 @@ def run_command(args: argparse.Namespace) -> str:
 
     if args.command in ("sample", "reconstruct", "interpolate"):
         check_output_path(args.output)  # before any work: a wrong suffix must not cost a computation
+    args.model = str(find_model_dir(args.model, args.model_name))
     vae = VAE(args.model, device=args.device, variant=args.variant, threads=args.threads)
     head = f"device: {args.device} -> {vae.device} ({', '.join(vae.providers)}); variant: {vae.files.variant}"
     if args.command == "sample":
@@ -231,6 +238,7 @@ def run_command(args: argparse.Namespace) -> str:
     lines = [
         head,
         f"model: {vae.files.folder}",
+        f"packaged models: {', '.join(list_packaged_models())} (choose with --model-name)",
         f"config: {json.dumps(m['config'], sort_keys=True)}",
         f"opset: {m.get('opset')}  min onnxruntime: {m.get('min_onnxruntime')}  "
         f"versions: {json.dumps(m.get('versions', {}), sort_keys=True)}",

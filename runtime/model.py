@@ -1,7 +1,8 @@
 """Loading a model folder: manifest check, metadata, one ONNX Runtime session per graph.
 
 A model folder holds encoder.onnx, decoder.onnx and manifest.json. It is found from the
-argument, else $EDGEVAE_MODEL_DIR, else the default model shipped inside this package. Every
+folder argument, else a packaged model's name (argument, else $EDGEVAE_MODEL), else
+$EDGEVAE_MODEL_DIR, else the `default` model shipped inside this package. Every
 file's bytes are checked against the manifest's sha256 before onnxruntime sees them, so a
 missing, truncated or tampered file is reported by name.
 """
@@ -27,6 +28,8 @@ from .errors import DeviceError, ModelError
 logger = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "EDGEVAE_MODEL_DIR"
+MODEL_NAME_ENV = "EDGEVAE_MODEL"
+DEFAULT_MODEL = "default"
 _state = ort.capi.onnxruntime_pybind11_state
 # onnxruntime's own load errors are plain Exception subclasses, not RuntimeError.
 ORT_LOAD_ERRORS = (
@@ -47,14 +50,36 @@ CUDA_OPTIONS = {"use_tf32": "0"}
 MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
-def find_model_dir(model_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The argument, else $EDGEVAE_MODEL_DIR, else the packaged default model."""
+def packaged_models_dir() -> Path:
+    return Path(str(resources.files("edgevae.runtime") / "models"))
+
+
+def list_packaged_models() -> list[str]:
+    """Names of the models shipped inside this package (folders with a manifest), sorted."""
+    root = packaged_models_dir()
+    return sorted(p.name for p in root.iterdir() if (p / contract.MANIFEST_FILE).is_file()) if root.is_dir() else []
+
+
+def find_model_dir(model_dir: str | os.PathLike[str] | None = None, name: str | None = None) -> Path:
+    """The folder argument, else the packaged model `name` (else $EDGEVAE_MODEL), else
+    $EDGEVAE_MODEL_DIR, else the packaged `default` model."""
+    if model_dir is not None and name is not None:
+        raise ValueError(f"give a model folder or a packaged model's name, not both (got {model_dir!r} and {name!r})")
     if model_dir is not None:
         return Path(model_dir).expanduser()
-    env = os.environ.get(MODEL_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(str(resources.files("edgevae.runtime") / "models" / "default"))
+    name = name if name is not None else os.environ.get(MODEL_NAME_ENV) or None
+    if name is None:
+        env = os.environ.get(MODEL_DIR_ENV)
+        if env:
+            return Path(env).expanduser()
+        name = DEFAULT_MODEL
+    available = list_packaged_models()
+    if name not in available:
+        raise ModelError(
+            f"no packaged model named {name!r}; this edgevae ships {', '.join(available) or 'none'} "
+            "(a model folder of your own goes to --model / model_dir)"
+        )
+    return packaged_models_dir() / name
 
 
 @dataclass(frozen=True)
@@ -196,11 +221,12 @@ def read_verified(folder: Path, name: str, entry: Any) -> bytes:
 
 
 def load_model_files(
-    model_dir: str | os.PathLike[str] | None = None, variant: str = contract.DEFAULT_VARIANT
+    model_dir: str | os.PathLike[str] | None = None, variant: str = contract.DEFAULT_VARIANT, name: str | None = None
 ) -> ModelFiles:
-    """Read and verify a model folder: sha256 and size of the variant's graphs and of every other
-    (non-graph) file the manifest lists, and the graphs' signatures against the contract."""
-    folder = find_model_dir(model_dir)
+    """Read and verify a model folder (see `find_model_dir`): sha256 and size of the variant's graphs
+    and of every other (non-graph) file the manifest lists, and the graphs' signatures against the
+    contract."""
+    folder = find_model_dir(model_dir, name)
     manifest = read_manifest(folder)
     present = ModelFiles(folder, manifest, {}).variants
     if variant not in present:

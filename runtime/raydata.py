@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per actor (default: 1)")
     p.add_argument("--batch-size", type=int, default=1024, help="rows per batch (default: 1024)")
     p.add_argument("--model", default=None, help="model folder (default: the packaged model)")
+    p.add_argument("--model-name", default=None, help="a packaged model, instead of --model (default: default)")
     p.add_argument("--variant", default=DEFAULT_VARIANT, help=f"graph build (default: {DEFAULT_VARIANT})")
     add_device_argument(p, "cpu or cuda per actor; auto: cuda when the cluster has GPUs (default: auto)")
     p.add_argument("-k", type=int, default=None, help="score: importance samples (default: the model's, 16)")
@@ -240,13 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .model import find_model_dir
+
     ray = import_ray()
     ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         device = resolve_device(args.device, gpus > 0, "the Ray cluster has no GPU", "add GPU nodes to it")
         options = {
-            "model": args.model,
+            "model": str(find_model_dir(args.model, args.model_name)),
             "device": device,
             "variant": args.variant,
             "threads": args.threads,

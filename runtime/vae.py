@@ -59,8 +59,9 @@ class ScoreResult:
 class VAE:
     """A loaded encoder/decoder pair on one device.
 
-    model_dir: a folder from `make export` (default: $EDGEVAE_MODEL_DIR, else the packaged model), or
-    an already verified `ModelFiles`.
+    model_dir: a folder from `make export`, or an already verified `ModelFiles`.
+    model: or the name of a model shipped in this package ("default", "large"; `edgevae info` lists
+    them). With neither: $EDGEVAE_MODEL (a name), else $EDGEVAE_MODEL_DIR, else "default".
     device: "auto" (CUDA when its provider is available, else CPU), "cpu" or "cuda".
     variant: which build of the graphs to run ("fp32", "int8", "fp16", "b1", "ort"; `edgevae info` lists
     those in the folder with their size and cost in nats); b1 graphs run one image per call.
@@ -77,6 +78,7 @@ class VAE:
         model_dir: str | os.PathLike[str] | ModelFiles | None = None,
         device: str = "auto",
         *,
+        model: str | None = None,
         variant: str = contract.DEFAULT_VARIANT,
         threads: int | None = None,
         optimization_level: str | None = None,
@@ -93,7 +95,7 @@ class VAE:
             "custom_session_options": session_options is not None,
         }
         self.files: ModelFiles = (
-            model_dir if isinstance(model_dir, ModelFiles) else load_model_files(model_dir, variant)
+            model_dir if isinstance(model_dir, ModelFiles) else load_model_files(model_dir, variant, model)
         )
         self.fixed_batch = self.files.fixed_batch
         if self.fixed_batch is not None:

@@ -101,6 +101,14 @@ def test_info(released_model: Path, tmp_path: Path) -> None:
         assert text in out, text
 
 
+def test_model_name_picks_a_packaged_model(tmp_path: Path) -> None:
+    ok(edgevae("sample", "-n", "4", "-o", "s.npy", "--model-name", "large", "--seed", "1", cwd=tmp_path))
+    assert np.load(tmp_path / "s.npy").shape == (4, 28, 28)
+    info = ok(edgevae("info", "--model-name", "large", cwd=tmp_path))
+    assert '"block": "gated"' in info and "packaged models: default, large" in info
+    assert str(Path("models") / "large") in info
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -109,12 +117,14 @@ def test_info(released_model: Path, tmp_path: Path) -> None:
         (["reconstruct", "missing.npy"], "input file missing.npy not found"),
         (["reconstruct", "bad.npy"], "x: expected images shaped"),
         (["sample", "--model", "nowhere"], "model folder nowhere does not exist"),
+        (["sample", "--model-name", "huge"], "no packaged model named 'huge'; this edgevae ships default, large"),
+        (["sample", "--model-name", "large", "--model", "x"], "not both"),
         (["interpolate", "bad.npy", "bad.npy"], "x_a: expected images shaped"),
     ],
 )
 def test_errors_exit_nonzero_with_one_line(released_model: Path, tmp_path: Path, args: list[str], message: str) -> None:
     np.save(tmp_path / "bad.npy", np.zeros((3, 5), np.float32))
-    if "--model" not in args:
+    if "--model" not in args and "--model-name" not in args:
         args = [*args, "--model", str(released_model)]
     result = edgevae(*args, cwd=tmp_path)
     assert result.returncode == 2

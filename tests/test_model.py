@@ -116,6 +116,41 @@ def test_architecture_is_the_textbook_one() -> None:
     }
 
 
+@pytest.mark.parametrize("block", ["plain", "gated", "resnet"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_blocks_and_depth_build_the_stated_network(block: str, layers: int) -> None:
+    config = VAEConfig(hidden=16, latent=3, image_shape=(4, 4), layers=layers, block=block)
+    encoder, decoder = build_models(config, seed=0)
+    linears = [m for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
+    per_layer = 2 if block == "gated" else 1
+    assert len(linears) == layers * per_layer + 1  # hidden layers, then the output layer
+    x = torch.rand(5, 16)
+    mu, logvar = encoder(x)
+    assert mu.shape == logvar.shape == (5, 3) and decoder(mu).shape == (5, 16)
+
+
+def test_gated_layer_is_linear_times_sigmoid_gate() -> None:
+    from edgevae.train.model import Gated
+
+    layer = Gated(4, 3)
+    x = torch.randn(2, 4)
+    expected = (x @ layer.linear.weight.T + layer.linear.bias) * torch.sigmoid(
+        x @ layer.gate.weight.T + layer.gate.bias
+    )
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_resnet_layers_add_their_input_back() -> None:
+    config = VAEConfig(hidden=8, latent=2, image_shape=(2, 2), layers=2, block="resnet")
+    _, decoder = build_models(config, seed=1)
+    with torch.no_grad():
+        decoder.hidden.rest[0].weight.zero_()
+        decoder.hidden.rest[0].bias.zero_()  # the second layer adds relu(0) = 0: h passes through
+        z = torch.randn(3, 2)
+        h1 = torch.relu(decoder.hidden.first(z))
+        torch.testing.assert_close(decoder(z), decoder.out(h1))
+
+
 def test_importance_weighted_bound_tightens_with_k() -> None:
     encoder, decoder = build_models(VAEConfig(hidden=32, latent=4), seed=5)
     x = torch.bernoulli(torch.full((50, 784), 0.2), generator=torch.Generator().manual_seed(6))

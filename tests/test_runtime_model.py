@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from edgevae.runtime import VAE, DeviceError, ModelError, contract
-from edgevae.runtime.model import MODEL_DIR_ENV, find_model_dir, seal_manifest
+from edgevae.runtime.model import MODEL_DIR_ENV, MODEL_NAME_ENV, find_model_dir, list_packaged_models, seal_manifest
 
 from conftest import HAS_CUDA, SHIPPED_MODEL
 
@@ -24,17 +24,40 @@ def model_copy(released_model: Path, tmp_path: Path) -> Path:
 
 def test_packaged_default_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    monkeypatch.delenv(MODEL_NAME_ENV, raising=False)
     vae = VAE(device="cpu")
     assert vae.files.folder.resolve() == SHIPPED_MODEL.resolve()
     assert vae.sample(4, seed=0).shape == (4, 28, 28)
 
 
 def test_argument_then_environment_then_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(MODEL_NAME_ENV, raising=False)
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "from_env"))
     assert find_model_dir(tmp_path / "arg") == tmp_path / "arg"
     assert find_model_dir() == tmp_path / "from_env"
     monkeypatch.delenv(MODEL_DIR_ENV)
     assert find_model_dir().resolve() == SHIPPED_MODEL.resolve()
+
+
+def test_packaged_models_are_selected_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    monkeypatch.delenv(MODEL_NAME_ENV, raising=False)
+    assert list_packaged_models() == ["default", "large"]
+    large = VAE(model="large", device="cpu")
+    assert large.files.folder.name == "large"
+    assert (large.files.config["block"], large.files.config["layers"], large.latent) == ("gated", 2, 40)
+    assert large.sample(3, seed=0).shape == (3, 28, 28)
+    monkeypatch.setenv(MODEL_NAME_ENV, "large")
+    assert find_model_dir().name == "large"
+    monkeypatch.setenv(MODEL_DIR_ENV, "/elsewhere")  # a name, given or from $EDGEVAE_MODEL, wins over the folder env
+    assert find_model_dir().name == "large" and find_model_dir(name="default").name == "default"
+
+
+def test_unknown_model_name_lists_the_shipped_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelError, match="no packaged model named 'huge'; this edgevae ships default, large"):
+        VAE(model="huge", device="cpu")
+    with pytest.raises(ValueError, match="not both"):
+        VAE(SHIPPED_MODEL, model="large", device="cpu")
 
 
 def test_environment_variable_is_used(model_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -230,6 +230,26 @@ def test_iwae_objective_trains_and_exports_within_budget(data_dir: Path, tmp_pat
     assert max(summary["max_abs_diff"].values()) <= summary["tolerance"]
 
 
+@pytest.mark.parametrize("block", ["gated", "resnet"])
+def test_gated_and_resnet_blocks_export_every_variant_within_budget(data_dir: Path, tmp_path: Path, block: str) -> None:
+    """Deeper blocks go through the same contract: export_model checks fp32 parity with PyTorch and
+    every variant (int8, fp16, b1, ort) against its own budget, raising on any miss."""
+    from edgevae.export.convert import export_model
+    from edgevae.runtime import VAE
+    from edgevae.runtime.contract import VARIANTS
+
+    model = VAEConfig(hidden=64, latent=8, layers=2, block=block)
+    config = TrainConfig(model=model, epochs=2, warmup_epochs=2, **SMALL)
+    run(config, data_dir, tmp_path / "ckpt")
+    export_model(tmp_path / "ckpt", tmp_path / "onnx")
+    vae = VAE(tmp_path / "onnx", device="cpu")
+    assert vae.files.config["block"] == block and vae.files.config["layers"] == 2
+    assert set(vae.files.variants) == set(VARIANTS)
+    for name, variant in vae.files.variants.items():
+        change = variant["log_likelihood_change"]["nats"]
+        assert abs(change) <= variant["budget"]["log_likelihood_change_nats"], (name, change)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -100,10 +100,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             if f.name != "model" and getattr(args, f.name) is not None
         }
 
-    model_over = given(VAEConfig)
+    model_over, train_over = given(VAEConfig), given(TrainConfig)
     if "image_shape" in model_over:
         model_over["image_shape"] = tuple(model_over["image_shape"])
-    return dataclasses.replace(base, model=dataclasses.replace(base.model, **model_over), **given(TrainConfig))
+    if train_over.get("objective") == "elbo" and "k" not in train_over:
+        train_over["k"] = 1  # the ELBO has one sample: --objective elbo on an IWAE preset needs no --k 1
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, **model_over), **train_over)
 
 
 def train(args: argparse.Namespace) -> int:

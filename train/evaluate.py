@@ -15,6 +15,23 @@ from torch import Tensor
 from .model import Decoder, Encoder, kl_divergence, log_likelihood, log_normal, reparameterize
 
 EVAL_SEED = 20140101  # fixed seed for test binarization and evaluation noise
+IW_ESTIMATOR = "importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i|x) (Burda et al. 2015, eq. 8)"
+
+
+def describe_nll(nll: float, k: int, images: int, likelihood: str, seed: int = EVAL_SEED) -> dict[str, object]:
+    """How an NLL figure was measured, recorded beside it: estimator, k, images, binarization."""
+    binarized = likelihood == "bernoulli"
+    return {
+        "nll": nll,
+        "estimator": IW_ESTIMATOR,
+        "k": k,
+        "images": images,
+        "subset": f"first {images} test images",
+        "likelihood": likelihood,
+        "binarization": "fixed (each pixel ~ Bernoulli(grey level), drawn once)" if binarized else "none (grey levels)",
+        "binarization_seed": seed if binarized else None,
+        "noise": f"torch generator seeded {seed + 1}",
+    }
 
 
 def prepare_eval_images(images: Tensor, likelihood: str, seed: int = EVAL_SEED) -> Tensor:

@@ -30,7 +30,7 @@ from . import checkpoint, distributed
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .data import load_split
-from .evaluate import evaluate_elbo, evaluate_iw_log_likelihood, prepare_eval_images
+from .evaluate import describe_nll, evaluate_elbo, evaluate_iw_log_likelihood, prepare_eval_images
 from .model import build_models
 
 logger = logging.getLogger(__name__)
@@ -347,6 +347,7 @@ def summarize(
         metrics["test_iw_log_likelihood"] = ll
         metrics["test_iw_nll"] = -ll
         metrics["iw_samples"] = config.iw_samples
+        metrics["test_nll"] = describe_nll(-ll, config.iw_samples, len(test_x), config.model.likelihood)
         logger.info(
             "importance-weighted test log p(x) (k=%d): %.3f nats (%.0fs)",
             config.iw_samples,

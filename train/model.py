@@ -1,9 +1,11 @@
 """The MLP VAE: `Encoder`, `Decoder` and the ELBO terms.
 
-encoder: x (N, D) -> 200 ReLU -> mu, logvar (N, latent each)
-decoder: z (N, latent) -> 200 ReLU -> logits (N, D); pixel means = sigmoid(logits)
+encoder: x (N, D) -> `layers` hidden layers -> mu, logvar (N, latent each)
+decoder: z (N, latent) -> `layers` hidden layers -> logits (N, D); pixel means = sigmoid(logits)
 loss    = -log p(x|z) + beta * KL(q(z|x) || N(0, I)),  z = mu + exp(logvar / 2) * eps
 
+A hidden layer is `block`: plain is Linear then ReLU (the textbook model: one plain layer of 200);
+gated is Linear * sigmoid(Linear); resnet adds its input back after the first layer.
 Noise is always passed in (`eps`), never drawn inside a module, so the exported graphs and the
 PyTorch model compute the same thing from the same inputs.
 """
@@ -19,18 +21,74 @@ from torch.nn import functional as F
 from .config import VAEConfig
 
 
+class Gated(nn.Module):
+    """h = (W x + b) * sigmoid(V x + c): the gated dense layer (Dauphin et al. 2017, eq. 1), the MLP
+    block of Tomczak & Welling 2018."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.gate = nn.Linear(n_in, n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x) * torch.sigmoid(self.gate(x))
+
+
+class Hidden(nn.Module):
+    """`config.layers` hidden layers of `config.block` from n_in to config.hidden units.
+
+    The first layer is kept as the attribute `first` only when there are more: a single plain layer
+    is a bare `Linear` held by the caller, so the textbook model's checkpoints keep their keys."""
+
+    def __init__(self, n_in: int, config: VAEConfig) -> None:
+        super().__init__()
+        self.block = config.block
+        self.first = make_layer(n_in, config.hidden, config.block)
+        self.rest = nn.ModuleList(
+            make_layer(config.hidden, config.hidden, config.block) for _ in range(config.layers - 1)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = activate(self.first(x), self.block)
+        for layer in self.rest:
+            out = activate(layer(h), self.block)
+            h = h + out if self.block == "resnet" else out
+        return h
+
+
+def make_layer(n_in: int, n_out: int, block: str) -> nn.Module:
+    """One hidden layer's weights: a Linear, or a Gated pair."""
+    return Gated(n_in, n_out) if block == "gated" else nn.Linear(n_in, n_out)
+
+
+def activate(h: Tensor, block: str) -> Tensor:
+    """ReLU after a plain or resnet Linear; a gated layer is its own nonlinearity."""
+    return h if block == "gated" else F.relu(h)
+
+
+def make_hidden(n_in: int, config: VAEConfig) -> nn.Module:
+    """The hidden stack; the textbook shape (one plain layer) stays a bare Linear."""
+    if config.layers == 1 and config.block == "plain":
+        return nn.Linear(n_in, config.hidden)
+    return Hidden(n_in, config)
+
+
+def run_hidden(hidden: nn.Module, x: Tensor) -> Tensor:
+    return F.relu(hidden(x)) if isinstance(hidden, nn.Linear) else hidden(x)
+
+
 class Encoder(nn.Module):
     """q(z|x): a diagonal Gaussian with mean `mu` and log-variance `logvar`."""
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         self.config = config
-        self.hidden = nn.Linear(config.input_dim, config.hidden)
+        self.hidden = make_hidden(config.input_dim, config)
         self.mu = nn.Linear(config.hidden, config.latent)
         self.logvar = nn.Linear(config.hidden, config.latent)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = F.relu(self.hidden(x))
+        h = run_hidden(self.hidden, x)
         return self.mu(h), self.logvar(h)
 
 
@@ -40,11 +98,11 @@ class Decoder(nn.Module):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         self.config = config
-        self.hidden = nn.Linear(config.latent, config.hidden)
+        self.hidden = make_hidden(config.latent, config)
         self.out = nn.Linear(config.hidden, config.input_dim)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.out(F.relu(self.hidden(z)))
+        return self.out(run_hidden(self.hidden, z))
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:

@@ -1,0 +1,87 @@
+"""What each training change buys, in nats, on a short budget: `make ablation`.
+
+    EDGEVAE_DATA_DIR=../shared/data/mnist .venv/bin/python bench/ablation.py [--epochs 30]
+
+Trains one run per row with `python -m edgevae.train` (its own process, seed 0, all 60,000 training
+images, `--epochs` each, cosine learning rate 1e-3 -> 1e-4), each adding one change to the textbook
+size trained on the ELBO, then the large preset's network. Every run is scored the same way:
+-log p(x) on the first 1000 test images binarized once with seed 20140101, k=1000 (the importance-
+weighted bound, train/evaluate.py; the runtime computes the same within 1e-4 nats given the same
+noise, tests/test_likelihood.py). Prints a Markdown table and writes artifacts/ablation.json.
+The full-length figures of the released models are `make quality`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgevae.runtime.atomic import write_bytes_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+LARGE_NET = ["--block", "gated", "--layers", "2", "--hidden", "300", "--latent", "40"]
+# (row, flags on top of the textbook size trained on the ELBO)
+ROWS = [
+    ("textbook size, ELBO (the old default)", ["--objective", "elbo"]),
+    ("+ IWAE objective, k=5 (the default)", ["--objective", "iwae", "--k", "5"]),
+    ("+ KL warm-up over 10 epochs", ["--objective", "elbo", "--warmup-epochs", "10"]),
+    ("+ gated block (1 x 200)", ["--objective", "elbo", "--block", "gated"]),
+    (
+        "+ 2 plain layers of 300, 40 latents",
+        ["--objective", "elbo", "--layers", "2", "--hidden", "300", "--latent", "40"],
+    ),
+    ("+ 2 gated layers of 300, 40 latents", ["--objective", "elbo", *LARGE_NET]),
+    ("+ 2 gated layers of 300, 40 latents, warm-up 10 (the large preset)", ["--preset", "large"]),
+]
+
+
+def train_row(flags: list[str], epochs: int, data_dir: str | None, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "edgevae.train", "--out", str(out), "--no-progress", "--epochs", str(epochs)]
+    cmd += ["--test-limit", "1000", "--iw-samples", "1000", *flags]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "flags": flags,
+        "test_nll": metrics["test_nll"],
+        "train_minutes": sum(h["seconds"] for h in metrics["history"]) / 60,
+        "wall_minutes": (time.perf_counter() - t0) / 60,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="MNIST folder (default: $EDGEVAE_DATA_DIR)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs per run (default: 30)")
+    p.add_argument(
+        "--out", default=str(REPO / "artifacts" / "ablation.json"), help="(default: artifacts/ablation.json)"
+    )
+    args = p.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (row, flags) in enumerate(ROWS):
+            results[row] = train_row(flags, args.epochs, args.data_dir, Path(tmp) / str(i))
+            print(f"{row}: {results[row]['test_nll']['nll']:.2f} nats", flush=True)
+    base = results[ROWS[0][0]]["test_nll"]["nll"]
+    lines = [
+        f"| change ({args.epochs} epochs each) | -log p(x), nats | against the first row | training minutes |",
+        "|---|---|---|---|",
+    ]
+    for row, r in results.items():
+        nll = r["test_nll"]["nll"]
+        lines.append(f"| {row} | {nll:.2f} | {nll - base:+.2f} | {r['train_minutes']:.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    doc = {"epochs": args.epochs, "rows": results, "table": table}
+    write_bytes_atomic(Path(args.out), (json.dumps(doc, indent=2) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

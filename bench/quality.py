@@ -1,0 +1,122 @@
+"""Generative quality: test-set -log p(x) of each model through its ONNX graphs: `make quality`.
+
+    EDGEVAE_DATA_DIR=../shared/data/mnist .venv/bin/python bench/quality.py [--images 1000] [-k 1000]
+
+One evaluation path for every figure of the README's quality table: the first N MNIST test images,
+binarized once exactly as training evaluates them (train/evaluate.py: each pixel ~ Bernoulli(grey
+level), torch generator seeded 20140101) for bernoulli models, grey levels for gaussian ones; the
+importance-weighted bound with k samples (Burda et al. 2015, eq. 8) computed by the runtime
+(`VAE.log_likelihood`, numpy + onnxruntime, CPU, noise seed 0) from the shipped fp32 graphs.
+Beside each figure: the graphs' sizes, the int8 variant's, and the training time from the model's
+metrics.json. Prints a Markdown table and writes artifacts/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgevae.runtime import VAE
+from edgevae.runtime.atomic import write_bytes_atomic
+from edgevae.train.data import load_split
+from edgevae.train.evaluate import EVAL_SEED, describe_nll, prepare_eval_images
+
+REPO = Path(__file__).resolve().parents[1]
+# name -> (graphs folder, checkpoints folder with metrics.json); book is exported by `make quality`.
+MODELS = {
+    "default": ("runtime/models/default", "artifacts/checkpoints"),
+    "large": ("runtime/models/large", "artifacts/checkpoints-large"),
+    "book": ("artifacts/onnx-book", "artifacts/checkpoints-book"),
+}
+# Burda et al. 2015, Table 1 (one stochastic layer, 784-200-200-50 tanh, dynamic binarization, k=5000).
+PAPER = {
+    "VAE (Burda et al. 2015, Table 1)": 86.76,
+    "IWAE, k=50 (Burda et al. 2015, Table 1)": 84.78,
+}
+
+
+def graph_bytes(vae: VAE, variant: str) -> int | None:
+    """Encoder + decoder bytes of a variant, from the manifest."""
+    files = vae.files.manifest["files"]
+    names = [
+        n for n, e in files.items() if isinstance(e, dict) and e.get("variant", "fp32") == variant and "graph" in e
+    ]
+    return sum(files[n]["size"] for n in names) if names else None
+
+
+def evaluate_model(name: str, graphs: Path, checkpoints: Path, test: np.ndarray, n: int, k: int) -> dict[str, Any]:
+    vae = VAE(graphs, device="cpu")
+    x = torch.from_numpy(test.reshape(len(test), -1).astype(np.float32) / 255.0)
+    x = prepare_eval_images(x, vae.likelihood).numpy()[:n]  # binarize all, then take the first n
+    t0 = time.perf_counter()
+    ll = float(np.mean(vae.log_likelihood(x, k=k, seed=0)))
+    seconds = time.perf_counter() - t0
+    record = describe_nll(-ll, k, n, vae.likelihood, EVAL_SEED)
+    record["noise"] = "edgevae runtime, seed 0"
+    metrics = json.loads((checkpoints / "metrics.json").read_text())
+    config = metrics["config"]
+    return {
+        **record,
+        "config": config,
+        "fp32_bytes": graph_bytes(vae, "fp32"),
+        "int8_bytes": graph_bytes(vae, "int8"),
+        "train_minutes": sum(h["seconds"] for h in metrics["history"]) / 60,
+        "epochs": config["epochs"],
+        "eval_seconds": seconds,
+    }
+
+
+def format_mb(n: int | None) -> str:
+    return f"{n / 1e6:.2f} MB" if n else "-"
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        "| model | -log p(x), nats | network | training | fp32 graphs | int8 graphs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        c = r["config"]
+        m = c["model"]
+        net = f"{m.get('block', 'plain')} {m.get('layers', 1)}x{m['hidden']}, {m['latent']} latents, {m['likelihood']}"
+        how = f"{c.get('objective', 'elbo')}" + (f" k={c['k']}" if c.get("k", 1) > 1 else "")
+        if c.get("warmup_epochs"):
+            how += f", warm-up {c['warmup_epochs']}"
+        how += f", {r['epochs']} epochs, {r['train_minutes']:.0f} min"
+        rows.append(
+            f"| {name} | **{r['nll']:.2f}** | {net} | {how} "
+            f"| {format_mb(r['fp32_bytes'])} | {format_mb(r['int8_bytes'])} |"
+        )
+    for paper, nll in PAPER.items():
+        rows.append(f"| {paper} | {nll:.2f} | 784-200-200-50 tanh | 3280 epochs | - | - |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="MNIST folder (default: $EDGEVAE_DATA_DIR)")
+    p.add_argument("--images", type=int, default=1000, help="the first N test images (default: 1000)")
+    p.add_argument("-k", type=int, default=1000, help="importance samples per image (default: 1000)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), help=f"(default: {' '.join(MODELS)})")
+    p.add_argument("--out", default=str(REPO / "artifacts" / "quality.json"), help="(default: artifacts/quality.json)")
+    args = p.parse_args()
+    test, _ = load_split(args.data_dir, "test")
+    results = {}
+    for name in args.models:
+        graphs, checkpoints = (REPO / part for part in MODELS[name])
+        results[name] = evaluate_model(name, graphs, checkpoints, test, args.images, args.k)
+        print(f"{name}: {results[name]['nll']:.3f} nats ({results[name]['eval_seconds']:.0f} s)", flush=True)
+    table = format_table(results)
+    print(table)
+    doc = {"models": results, "paper": PAPER, "table": table}
+    write_bytes_atomic(Path(args.out), (json.dumps(doc, indent=2) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
