@@ -24,6 +24,8 @@ from edgevae.runtime.devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS, add_devi
 from edgevae.runtime.errors import run_cli
 from edgevae.train import require_torch
 
+SCORE_DATA_IMAGES = 10_000  # training digits whose codes the latent score compares with (--score-data)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -48,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="normal images (.npy, any accepted shape) for the score statistics; give this for a model "
         "trained on other data (default: 2000 MNIST training digits shipped with the exporter)",
     )
+    p.add_argument(
+        "--score-data",
+        default=None,
+        help=f"an MNIST folder: use {SCORE_DATA_IMAGES:,} of its training digits (seeded subset) for the score "
+        "statistics and the latent score's codes; more codes catch more near-digit inputs (README, "
+        "'Likelihood and unusual inputs') (default: the 2000 shipped digits)",
+    )
     p.add_argument("--no-samples", action="store_true", help="skip samples.png")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
@@ -69,12 +78,19 @@ def export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     devices = resolve_validation_devices(args.device)
     print(f"device: {args.device} -> validating on {', '.join(devices)} (tracing on cpu)")
-    score_images = None
+    score_images, source = None, None
+    if args.score_images and args.score_data:
+        raise ValueError("give --score-images or --score-data, not both")
     if args.score_images:
         from edgevae.runtime.images import read_images
 
-        score_images = read_images(args.score_images)
-    paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images)
+        score_images, source = read_images(args.score_images), f"caller-given images ({args.score_images})"
+    if args.score_data:
+        from .calibrate import load_training_digits
+
+        score_images = load_training_digits(args.score_data, SCORE_DATA_IMAGES)
+        source = f"{SCORE_DATA_IMAGES} MNIST training digits (seeded subset, seed 0)"
+    paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images, source)
     for device, summary in parity.items():
         figures = ", ".join(f"{k} {v:.1e}" for k, v in summary["max_abs_diff"].items())
         print(f"parity vs PyTorch ({device}, tolerance {summary['tolerance']:.0e}): {figures}")

@@ -133,12 +133,14 @@ def resolve_threshold(vae: Any, text: str | None, score: str) -> tuple[float | N
 
 
 def format_scores(result: Any, threshold: float | None) -> str:
-    """CSV: index, score, nll, complexity_nats[, flagged]."""
+    """CSV: index, score, nll, complexity_nats, latent_distance[, flagged]."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["index", "score", "nll", "complexity_nats"] + (["flagged"] if threshold is not None else []))
-    for i, (s, nll, c) in enumerate(zip(result.score, result.nll, result.complexity, strict=True)):
-        row = [i, f"{s:.6g}", f"{nll:.6g}", f"{c:.6g}"]
+    header = ["index", "score", "nll", "complexity_nats", "latent_distance"]
+    writer.writerow(header + (["flagged"] if threshold is not None else []))
+    rows = zip(result.score, result.nll, result.complexity, result.latent, strict=True)
+    for i, (s, nll, c, d) in enumerate(rows):
+        row = [i, f"{s:.6g}", f"{nll:.6g}", f"{c:.6g}", f"{d:.6g}"]
         writer.writerow(row + ([int(s > threshold)] if threshold is not None else []))
     return buf.getvalue()
 

@@ -14,6 +14,10 @@ Formulas:
   reduced with log-sum-exp.
 - Complexity (Serra et al. 2020, "Input complexity and out-of-distribution detection"): the
   length in nats of the image's 8-bit pixels compressed by zlib (DEFLATE, level 9).
+- Latent distance: half the log of the mean squared Euclidean distance from the image's encoder
+  mean to its LATENT_NEIGHBOURS nearest codes of normal images (stored at export); a
+  nearest-neighbour density estimate in latent space, in the spirit of deep k-NN detection (Sun
+  et al. 2022, "Out-of-distribution detection with deep nearest neighbors").
 """
 
 from __future__ import annotations
@@ -102,19 +106,49 @@ def complexity_nats(x: npt.ArrayLike) -> np.ndarray:
     return np.array([len(zlib.compress(row.tobytes(), 9)) * 8 * LN2 for row in levels], dtype=np.float64)
 
 
+LATENT_NEIGHBOURS = 5  # codes averaged by the latent distance
+LATENT_ROWS = 256  # query rows per distance block: (256, N) floats at a time
+
+
+def latent_distance(
+    mu: np.ndarray, codes: np.ndarray, neighbours: int = LATENT_NEIGHBOURS, exclude_self: bool = False
+) -> np.ndarray:
+    """Per row of `mu` (N, latent): 0.5 * log of the mean squared distance to its `neighbours`
+    nearest rows of `codes` (M, latent). exclude_self: `mu` is `codes` itself and each row's own
+    zero distance is skipped (leave-one-out, for calibration). Computed in blocks of LATENT_ROWS."""
+    ref = np.asarray(codes, np.float64)
+    skip = 1 if exclude_self else 0
+    if len(ref) < neighbours + skip:
+        raise ValueError(f"the latent distance needs at least {neighbours + skip} normal codes; got {len(ref)}")
+    ref_sq = np.einsum("ij,ij->i", ref, ref)
+    out = np.empty(len(mu), np.float64)
+    for lo in range(0, len(mu), LATENT_ROWS):
+        q = np.asarray(mu[lo : lo + LATENT_ROWS], np.float64)
+        d = np.einsum("ij,ij->i", q, q)[:, None] + ref_sq[None] - 2.0 * q @ ref.T
+        near = np.partition(np.maximum(d, 0.0), neighbours + skip - 1, axis=1)[:, : neighbours + skip]
+        near = np.sort(near, axis=1)[:, skip:]
+        out[lo : lo + LATENT_ROWS] = 0.5 * np.log(near.mean(axis=1) + 1e-12)
+    return out
+
+
 # -- unusual-input scores ------------------------------------------------------------------------
 # Higher = more unusual. Chosen by measurement (bench/ood.py; table in the README): raw -log p(x)
 # calls blank images *more* typical than digits (Nalisnick et al. 2019); subtracting the complexity
-# (Serra et al. 2020) fixes blanks but misses letters; the default, "typicality", asks whether the
-# pair (log -log p(x), log L(x)) is typical of normal images: the Mahalanobis distance from the
-# mean and covariance of that pair over normal (training) images, stored at export.
+# (Serra et al. 2020) fixes blanks but misses letters; "typicality" asks whether the pair
+# (log -log p(x), log L(x)) is typical of normal images (the Mahalanobis distance from that pair's
+# mean and covariance over normal images, stored at export) and catches everything but most letters;
+# "latent" catches letters best; the default, "combined", adds the two (latent one-sided, weight 2):
+# far from every normal code is unusual, nearer than usual is not.
 SCORES = {
-    "typicality": "Mahalanobis distance of (log NLL, log complexity) from normal images' (default)",
+    "combined": "typicality + 2 * max(latent, 0) (default)",
+    "typicality": "Mahalanobis distance of (log NLL, log complexity) from normal images'",
+    "latent": "distance of the code to its nearest normal codes, in standard deviations of normal images'",
     "nll": "-log p(x) in nats (importance-weighted)",
     "nll-typicality": "|NLL - mean| / std over normal images",
     "complexity": "NLL - L(x): Serra et al. 2020's complexity-corrected likelihood, in nats",
 }
-DEFAULT_SCORE = "typicality"
+DEFAULT_SCORE = "combined"
+LATENT_WEIGHT = 2.0
 PERCENTILES = ("90", "95", "99", "99.9")
 
 
@@ -141,6 +175,9 @@ class ScoreStats:
     nll_std: float
     feature_mean: tuple[float, float]
     feature_cov: tuple[tuple[float, float], tuple[float, float]]
+    latent_mean: float  # of latent_distance over the normal images (leave-one-out)
+    latent_std: float
+    latent_neighbours: int
     percentiles: dict[str, dict[str, float]]  # score name -> percentile ("99") -> value on the normal images
 
     @classmethod
@@ -160,11 +197,23 @@ class ScoreStats:
                 float(d["nll_std"]),
                 as_pair(d["feature_mean"]),
                 (as_pair(d["feature_cov"][0]), as_pair(d["feature_cov"][1])),
+                float(d["latent_mean"]),
+                float(d["latent_std"]),
+                int(d["latent_neighbours"]),
                 {s: {p: float(v) for p, v in ps.items()} for s, ps in d["percentiles"].items()},
             )
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except KeyError as exc:
+            raise ValueError(
+                f"{name} is not valid score statistics: no {exc}; written by an older edgevae? re-export the model"
+            ) from exc
+        except (UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
             raise ValueError(f"{name} is not valid score statistics: {exc}") from exc
-        if len(stats.feature_mean) != 2 or np.asarray(stats.feature_cov).shape != (2, 2) or stats.nll_std <= 0:
+        if (
+            len(stats.feature_mean) != 2
+            or np.asarray(stats.feature_cov).shape != (2, 2)
+            or stats.nll_std <= 0
+            or stats.latent_std <= 0
+        ):
             raise ValueError(f"{name} is not valid score statistics: wrong shapes or a zero spread")
         return stats
 
@@ -172,8 +221,13 @@ class ScoreStats:
         d = {"format": SCORE_STATS_FORMAT, **asdict(self)}
         return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()
 
-    def compute(self, name: str, nll: np.ndarray, complexity: np.ndarray) -> np.ndarray:
-        """Score `name` for each image from its NLL and complexity (nats)."""
+    def compute(self, name: str, nll: np.ndarray, complexity: np.ndarray, latent: np.ndarray) -> np.ndarray:
+        """Score `name` for each image from its NLL and complexity (nats) and its latent distance."""
+        if name == "combined":
+            z = (latent - self.latent_mean) / self.latent_std
+            return self.compute("typicality", nll, complexity, latent) + LATENT_WEIGHT * np.maximum(z, 0.0)
+        if name == "latent":
+            return (latent - self.latent_mean) / self.latent_std
         if name == "nll":
             return nll.copy()
         if name == "nll-typicality":
@@ -194,8 +248,10 @@ class ScoreStats:
         return table[percentile]
 
 
-def build_score_stats(nll: np.ndarray, complexity: np.ndarray, k: int, seed: int, source: str) -> ScoreStats:
-    """ScoreStats from the NLL and complexity of normal images (at least 10)."""
+def build_score_stats(
+    nll: np.ndarray, complexity: np.ndarray, latent: np.ndarray, k: int, seed: int, source: str
+) -> ScoreStats:
+    """ScoreStats from the NLL, complexity and (leave-one-out) latent distance of normal images (at least 10)."""
     if len(nll) < 10:
         raise ValueError(f"score statistics need at least 10 normal images; got {len(nll)}")
     f = score_features(nll, complexity)
@@ -209,10 +265,13 @@ def build_score_stats(nll: np.ndarray, complexity: np.ndarray, k: int, seed: int
         float(nll.std(ddof=1)),
         as_pair(f.mean(axis=0)),
         (as_pair(cov[0]), as_pair(cov[1])),
+        float(latent.mean()),
+        float(latent.std(ddof=1)),
+        LATENT_NEIGHBOURS,
         {},
     )
     pct = {
-        name: {p: float(np.percentile(base.compute(name, nll, complexity), float(p))) for p in PERCENTILES}
+        name: {p: float(np.percentile(base.compute(name, nll, complexity, latent), float(p))) for p in PERCENTILES}
         for name in SCORES
     }
     return ScoreStats(**{**asdict(base), "percentiles": pct})

@@ -11,6 +11,7 @@ and processed in chunks so memory stays bounded. One instance is safe to use fro
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import threading
@@ -47,12 +48,14 @@ WIDE_ROWS = 64  # with threads=None, batches from this many rows run on all core
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """`VAE.score`'s answer, one entry per image: the score, -log p(x) and L(x) in nats."""
+    """`VAE.score`'s answer, one entry per image: the score, -log p(x) and L(x) in nats, and the
+    latent distance (half the log mean squared distance to the nearest normal codes)."""
 
     name: str
     score: NDArray[np.float64]
     nll: NDArray[np.float64]
     complexity: NDArray[np.float64]
+    latent: NDArray[np.float64]
     k: int
 
 
@@ -115,6 +118,7 @@ class VAE:
         self.image_shape = self.files.image_shape
         self.pixels = self.image_shape[0] * self.image_shape[1]
         self._score_stats: lik.ScoreStats | None = None
+        self._score_codes: NDArray[np.float32] | None = None
         sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
         for session, spec in ((self.encoder, contract.ENCODER), (self.decoder, contract.DECODER)):
             check_session_signature(session, spec, sizes, self.fixed_batch, str(self.files.folder / spec.file))
@@ -350,9 +354,10 @@ class VAE:
     def score(self, x: ArrayLike, score: str = lik.DEFAULT_SCORE, k: int | None = None, seed: int = 0) -> ScoreResult:
         """How unusual each image is for this model: higher = more unusual (see `likelihood.SCORES`).
 
-        The default, "typicality", flags inputs that are too unlikely *and* inputs that are too
+        The default, "combined", flags inputs that are too unlikely *and* inputs that are too
         simple to be likely (blank pages), measured against statistics of normal images stored at
-        export (score_stats.json). k defaults to the k those statistics were made with. The noise is
+        export (score_stats.json), and inputs whose code lies far from every normal image's code
+        (score_codes.npy). k defaults to the k those statistics were made with. The noise is
         the same (k, latent) draw for every image (seeded by `seed`), so an image's score depends on
         the image alone, not on its batch. Pick a threshold with `threshold("99")` (the 99th
         percentile of normal images' scores) or from scores of your own normal images.
@@ -360,15 +365,30 @@ class VAE:
         if score not in lik.SCORES:
             raise ValueError(f"score must be one of {sorted(lik.SCORES)}; got {score!r}")
         stats = self.score_stats
-        nll, complexity = self.score_inputs(x, stats.k if k is None else k, seed)
-        return ScoreResult(score, stats.compute(score, nll, complexity), nll, complexity, stats.k if k is None else k)
+        nll, complexity, latent = self.score_inputs(x, stats.k if k is None else k, seed)
+        values = stats.compute(score, nll, complexity, latent)
+        return ScoreResult(score, values, nll, complexity, latent, stats.k if k is None else k)
 
-    def score_inputs(self, x: ArrayLike, k: int, seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """(-log p(x), L(x)) per image in nats: what every score is computed from.
+    def score_inputs(
+        self, x: ArrayLike, k: int, seed: int = 0
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """(-log p(x), L(x), latent distance) per image: what every score is computed from.
 
-        -log p(x) is the importance-weighted estimate with the same (k, latent) noise for every image
-        (seeded by `seed`); L(x) is the zlib-compressed length of the 8-bit pixels (Serra et al. 2020).
+        -log p(x) is the importance-weighted estimate in nats with the same (k, latent) noise for every
+        image (seeded by `seed`); L(x) is the zlib-compressed length of the 8-bit pixels in nats (Serra
+        et al. 2020); the latent distance is `likelihood.latent_distance` of the encoder mean from the
+        normal codes stored with the model.
         """
+        xs, _ = self._check_images(x)
+        nll, complexity = self.measure_nll_complexity(xs, k, seed)
+        mu, _ = self.encode(xs)
+        latent = lik.latent_distance(mu, self.score_codes, self.score_stats.latent_neighbours)
+        return nll, complexity, latent
+
+    def measure_nll_complexity(
+        self, x: ArrayLike, k: int, seed: int = 0
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The first two of `score_inputs`: -log p(x) with one shared noise draw, and L(x), in nats."""
         check_count(k, "k")
         check_count(seed, "seed", minimum=0)
         xs, _ = self._check_images(x)
@@ -381,6 +401,23 @@ class VAE:
             ]
         )
         return nll, complexity
+
+    @property
+    def score_codes(self) -> NDArray[np.float32]:
+        """Encoder means of normal images (N, latent), the latent distance's neighbours (from the model folder)."""
+        if self._score_codes is None:
+            blob = self.files.extra(contract.SCORE_CODES_FILE, "unusual-input scores")
+            path = self.files.folder / contract.SCORE_CODES_FILE
+            try:
+                codes = np.load(io.BytesIO(blob), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise ModelError(f"{path} is not a valid .npy file: {exc}") from exc
+            if codes.ndim != 2 or codes.shape[1] != self.latent or not np.issubdtype(codes.dtype, np.floating):
+                raise ModelError(
+                    f"{path}: expected float codes shaped (N, {self.latent}); got {codes.dtype} {codes.shape}"
+                )
+            self._score_codes = codes.astype(np.float32)
+        return self._score_codes
 
     @property
     def score_stats(self) -> lik.ScoreStats:

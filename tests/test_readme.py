@@ -8,6 +8,7 @@ import re
 import pytest
 
 from edgevae.runtime import contract
+from edgevae.runtime.likelihood import SCORES
 from edgevae.train.config import PRESETS
 
 from conftest import REPO, SHIPPED_MODEL
@@ -41,14 +42,19 @@ def test_released_model_figures_are_those_of_its_metrics_file() -> None:
 def test_preset_table_is_the_presets(preset: str) -> None:
     (row,) = table_rows(f"`{preset}`")
     config = PRESETS[preset]
-    assert row[1].startswith(config.model.likelihood)
-    lr = re.fullmatch(r"Adam ([0-9.e-]+), (constant|cosine decay to ([0-9.e-]+))", row[2])
-    assert lr, row[2]
+    m = config.model
+    assert row[1].startswith(f"{m.layers} x {m.hidden} {m.block}, {m.latent} latents"), row[1]
+    assert row[2].startswith(m.likelihood)
+    objective = "IWAE, k = " + str(config.k) if config.objective == "iwae" else "ELBO"
+    assert row[3].startswith(objective), row[3]
+    assert ("warm-up " + str(config.warmup_epochs) + " epochs" in row[3]) == (config.warmup_epochs > 0)
+    lr = re.fullmatch(r"Adam ([0-9.e-]+), (constant|cosine decay to ([0-9.e-]+))", row[4])
+    assert lr, row[4]
     assert float(lr.group(1)) == config.lr
     assert (lr.group(2) == "constant") == (config.lr_schedule == "constant")
     if config.lr_schedule == "cosine":
         assert float(lr.group(3)) == config.lr_final
-    assert (int(row[3]), int(row[4])) == (config.batch_size, config.epochs)
+    assert (int(row[5]), int(row[6])) == (config.batch_size, config.epochs)
 
 
 def test_variant_table_is_the_shipped_manifest() -> None:
@@ -63,7 +69,7 @@ def test_variant_table_is_the_shipped_manifest() -> None:
 
 def test_ood_table_is_the_ood_file() -> None:
     ood = json.loads((REPO / "artifacts" / "ood.json").read_text())
-    scores = ["typicality", "nll", "nll-typicality", "complexity"]
+    scores = list(SCORES)
     for name, by_score in ood["auroc"].items():
         (row,) = table_rows(name)
         assert [float(c) for c in row[1:]] == [round(by_score[s], 4) for s in scores], name
