@@ -26,9 +26,10 @@ train: venv
 	@test -n "$(DATA_DIR)" || { echo "make train needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(BIN)/python -m edgevae.train --data-dir "$(DATA_DIR)" --preset $(MODEL) --out $(CHECKPOINTS) $(TRAIN_ARGS)
 
-## export: checkpoints -> validated ONNX graphs + manifest + samples.png (TRAIN=1 retrains first)
+## export: checkpoints -> validated ONNX graphs + manifest + samples.png (TRAIN=1 retrains first);
+## with DATA_DIR, the unusual-input score's statistics and codes come from 10,000 training digits (as shipped)
 export: venv $(if $(TRAIN),train)
-	$(BIN)/python -m edgevae.export --checkpoints $(CHECKPOINTS) --out $(ONNX_DIR)
+	$(BIN)/python -m edgevae.export --checkpoints $(CHECKPOINTS) --out $(ONNX_DIR) $(if $(DATA_DIR),--score-data "$(DATA_DIR)")
 
 ## ship: make the exported model the runtime's packaged model $(MODEL) (VAE(model=...), --model-name)
 ship: export

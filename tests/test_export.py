@@ -112,11 +112,14 @@ def test_reexport_is_byte_identical(tmp_path: Path) -> None:
     assert first == second
 
 
-def test_shipped_graphs_are_what_export_produces() -> None:
-    _, blobs = build_graphs(RELEASED_CHECKPOINTS)
-    manifest = json.loads((SHIPPED_MODEL / contract.MANIFEST_FILE).read_text())
+@pytest.mark.parametrize("name", ["default", "large"])
+def test_shipped_graphs_are_what_export_produces(name: str) -> None:
+    checkpoints = RELEASED_CHECKPOINTS.parent / ("checkpoints" if name == "default" else f"checkpoints-{name}")
+    shipped = SHIPPED_MODEL.parent / name
+    _, blobs = build_graphs(checkpoints)
+    manifest = json.loads((shipped / contract.MANIFEST_FILE).read_text())
     for graph, spec in contract.GRAPHS.items():
-        assert (SHIPPED_MODEL / spec.file).read_bytes() == blobs[graph], f"{spec.file} drifted: run `make ship`"
+        assert (shipped / spec.file).read_bytes() == blobs[graph], f"{name} {spec.file} drifted: make ship MODEL={name}"
         assert manifest["files"][spec.file]["sha256"] == hashlib.sha256(blobs[graph]).hexdigest()
 
 

@@ -91,3 +91,23 @@ def test_scale_tables_are_the_scale_file() -> None:
     for line in (REPO / "artifacts" / "scale.md").read_text().splitlines():
         if line.startswith("|"):
             assert line in README, line
+
+
+@pytest.mark.parametrize("name", ["quality", "ablation"])
+def test_quality_and_ablation_tables_are_their_files(name: str) -> None:
+    doc = json.loads((REPO / "artifacts" / f"{name}.json").read_text())
+    assert doc["table"] in README, f"README's {name} table differs from artifacts/{name}.json: rerun make {name}"
+
+
+def test_quality_figures_state_how_they_were_measured() -> None:
+    doc = json.loads((REPO / "artifacts" / "quality.json").read_text())
+    assert set(doc["models"]) == {"default", "large", "book"}
+    for name, r in doc["models"].items():
+        record = r.get("as_bernoulli", r)  # the figure the table compares
+        assert record["likelihood"] == "bernoulli" and record["binarization_seed"] == 20140101, name
+        assert (record["k"], record["images"]) == (1000, 1000), name
+        assert record["estimator"].startswith("importance-weighted bound"), name
+        assert f"first {record['images']} test images" == record["subset"]
+    assert doc["models"]["default"]["config"] == json.loads(
+        (REPO / "artifacts" / "checkpoints" / "metrics.json").read_text()
+    )["config"]

@@ -35,10 +35,8 @@ class Gated(nn.Module):
 
 
 class Hidden(nn.Module):
-    """`config.layers` hidden layers of `config.block` from n_in to config.hidden units.
-
-    The first layer is kept as the attribute `first` only when there are more: a single plain layer
-    is a bare `Linear` held by the caller, so the textbook model's checkpoints keep their keys."""
+    """`config.layers` hidden layers of `config.block` from n_in to config.hidden units: `first`, then
+    `rest`. (The textbook shape, one plain layer, is a bare `Linear` instead: see `make_hidden`.)"""
 
     def __init__(self, n_in: int, config: VAEConfig) -> None:
         super().__init__()
@@ -67,13 +65,15 @@ def activate(h: Tensor, block: str) -> Tensor:
 
 
 def make_hidden(n_in: int, config: VAEConfig) -> nn.Module:
-    """The hidden stack; the textbook shape (one plain layer) stays a bare Linear."""
+    """The hidden stack. The textbook shape (one plain layer) stays a bare Linear, so checkpoints
+    written before blocks existed keep loading with their keys (hidden.weight, hidden.bias)."""
     if config.layers == 1 and config.block == "plain":
         return nn.Linear(n_in, config.hidden)
     return Hidden(n_in, config)
 
 
 def run_hidden(hidden: nn.Module, x: Tensor) -> Tensor:
+    """The hidden stack's output: ReLU after the textbook's bare Linear; a `Hidden` activates itself."""
     return F.relu(hidden(x)) if isinstance(hidden, nn.Linear) else hidden(x)
 
 
