@@ -17,42 +17,42 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from edgevae.runtime.atomic import write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-LARGE_NET = ["--block", "gated", "--layers", "2", "--hidden", "300", "--latent", "40"]
 # (row, flags on top of the textbook size trained on the ELBO)
 ROWS = [
     ("textbook size, ELBO (the old default)", ["--objective", "elbo"]),
     ("+ IWAE objective, k=5 (the default)", ["--objective", "iwae", "--k", "5"]),
     ("+ KL warm-up over 10 epochs", ["--objective", "elbo", "--warmup-epochs", "10"]),
     ("+ gated block (1 x 200)", ["--objective", "elbo", "--block", "gated"]),
-    (
-        "+ 2 plain layers of 300, 40 latents",
-        ["--objective", "elbo", "--layers", "2", "--hidden", "300", "--latent", "40"],
-    ),
-    ("+ 2 gated layers of 300, 40 latents", ["--objective", "elbo", *LARGE_NET]),
-    ("+ 2 gated layers of 300, 40 latents, warm-up 10 (the large preset)", ["--preset", "large"]),
+    ("2 gated layers of 300, 40 latents, warm-up 10 (the large preset)", ["--preset", "large"]),
 ]
 
 
 def train_row(flags: list[str], epochs: int, data_dir: str | None, out: Path) -> dict:
+    """One run (kept in `out`: a finished run there is reused, so an interrupted ablation resumes)."""
+    if (out / "metrics.json").is_file() and json.loads((out / "metrics.json").read_text()).get("complete"):
+        return summarize_row(flags, out, None)
     cmd = [sys.executable, "-m", "edgevae.train", "--out", str(out), "--no-progress", "--epochs", str(epochs)]
     cmd += ["--test-limit", "1000", "--iw-samples", "1000", *flags]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*cmd, "--overwrite"], check=True, stdout=subprocess.DEVNULL)
+    return summarize_row(flags, out, (time.perf_counter() - t0) / 60)
+
+
+def summarize_row(flags: list[str], out: Path, wall_minutes: float | None) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     return {
         "flags": flags,
         "test_nll": metrics["test_nll"],
         "train_minutes": sum(h["seconds"] for h in metrics["history"]) / 60,
-        "wall_minutes": (time.perf_counter() - t0) / 60,
+        "wall_minutes": wall_minutes,
     }
 
 
@@ -63,12 +63,14 @@ def main() -> None:
     p.add_argument(
         "--out", default=str(REPO / "artifacts" / "ablation.json"), help="(default: artifacts/ablation.json)"
     )
+    p.add_argument(
+        "--work", default=str(REPO / "artifacts" / "runs" / "ablation"), help="run folders (default: %(default)s)"
+    )
     args = p.parse_args()
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (row, flags) in enumerate(ROWS):
-            results[row] = train_row(flags, args.epochs, args.data_dir, Path(tmp) / str(i))
-            print(f"{row}: {results[row]['test_nll']['nll']:.2f} nats", flush=True)
+    for i, (row, flags) in enumerate(ROWS):
+        results[row] = train_row(flags, args.epochs, args.data_dir, Path(args.work) / f"{args.epochs}-{i}")
+        print(f"{row}: {results[row]['test_nll']['nll']:.2f} nats", flush=True)
     base = results[ROWS[0][0]]["test_nll"]["nll"]
     lines = [
         f"| change ({args.epochs} epochs each) | -log p(x), nats | against the first row | training minutes |",

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -52,14 +53,38 @@ def quiet_tools() -> Iterator[None]:
 
 
 def build_int8(fp32: Graphs) -> Graphs:
-    """Per-channel int8 weights, activations quantized at run time (MatMulInteger)."""
+    """Per-channel int8 weights, activations quantized at run time (MatMulInteger), except the
+    encoder's layers after its first: they keep float16 weights (cast to float32 once, at load).
+    Quantizing their activations per tensor moved the large model's mu by 0.38 and cost 0.32 nat;
+    kept in float16 they cost 0.07 nat, and the encoder's first layer (most of its bytes) is int8."""
     out = {}
     with tempfile.TemporaryDirectory() as tmp, quiet_tools():
         for graph, blob in fp32.items():
+            model = onnx.load_from_string(blob)
+            if graph == "encoder":
+                keep_float16_after_first_layer(model)
             target = pathlib.Path(tmp) / f"{graph}.onnx"
-            quantize_dynamic(onnx.load_from_string(blob), target, per_channel=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(model, target, per_channel=True, weight_type=QuantType.QInt8)
             out[graph] = target.read_bytes()
     return out
+
+
+def keep_float16_after_first_layer(model: onnx.ModelProto) -> None:
+    """Store the weights of every Gemm not fed by a graph input as float16 behind a Cast: dynamic
+    quantization only takes constant weights, so these layers stay float (in place)."""
+    inputs = {i.name for i in model.graph.input}
+    initializers = {i.name: i for i in model.graph.initializer}
+    casts = []
+    for node in model.graph.node:
+        if node.op_type != "Gemm" or node.input[0] in inputs or node.input[1] not in initializers:
+            continue
+        weight = initializers.pop(node.input[1])
+        half = numpy_helper.from_array(numpy_helper.to_array(weight).astype(np.float16), weight.name + "_fp16")
+        model.graph.initializer.remove(weight)
+        model.graph.initializer.append(half)
+        casts.append(onnx.helper.make_node("Cast", [half.name], [weight.name], to=onnx.TensorProto.FLOAT))
+    for cast in reversed(casts):
+        model.graph.node.insert(0, cast)
 
 
 def build_fp16(fp32: Graphs) -> Graphs:

@@ -99,7 +99,10 @@ MAX_IR_VERSION = 9
 MIN_ONNXRUNTIME = "1.16"
 
 # Max absolute difference allowed between ONNX Runtime and PyTorch on the same inputs.
-TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}  # cuda: other GEMM kernels and reduction orders (TF32 off)
+# cpu: float32 GEMMs summed in another order than PyTorch's, through up to three layers (the large
+# model's gated stack: 1.4e-5 measured on noise images at batch 4096; the textbook model: 5e-6);
+# cuda: other GEMM kernels and reduction orders (TF32 off).
+TOLERANCE = {"cpu": 5e-5, "cuda": 1e-4}
 # Logits are unbounded (background pixels reach about -50, where one float32 ulp is 3.8e-6), so they
 # are compared like numpy.allclose: |diff| <= TOLERANCE + RELATIVE_TOLERANCE[name] * |reference|.
 # Every other output (mu, logvar, z, mean) is held to the absolute tolerance alone.
@@ -143,7 +146,7 @@ VARIANTS = {
         Variant(
             "int8",
             ".int8.onnx",
-            "weights int8 per channel, dynamic quantization (MatMulInteger)",
+            "weights int8 per channel, dynamic quantization (MatMulInteger); encoder layers after the first: float16",
             budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.15, 0.5), strict=True)),
             nll_budget=0.1,
         ),
