@@ -108,6 +108,7 @@ def test_quality_figures_state_how_they_were_measured() -> None:
         assert (record["k"], record["images"]) == (1000, 1000), name
         assert record["estimator"].startswith("importance-weighted bound"), name
         assert f"first {record['images']} test images" == record["subset"]
-    assert doc["models"]["default"]["config"] == json.loads(
-        (REPO / "artifacts" / "checkpoints" / "metrics.json").read_text()
-    )["config"]
+    assert (
+        doc["models"]["default"]["config"]
+        == json.loads((REPO / "artifacts" / "checkpoints" / "metrics.json").read_text())["config"]
+    )

@@ -52,6 +52,27 @@ def test_int8_is_small_and_cheap_in_nats() -> None:
     assert variants["fp16"]["size_vs_fp32"] <= 0.51
 
 
+def test_large_model_fits_the_edge_size_budget() -> None:
+    """The large preset's promise: fp32 graphs under 5 MB, int8 under 1.5 MB, every variant in budget."""
+    variants = json.loads((SHIPPED_MODEL.parent / "large" / contract.MANIFEST_FILE).read_text())["variants"]
+    assert variants["fp32"]["size"] < 5_000_000 and variants["int8"]["size"] < 1_500_000
+    for name, v in variants.items():
+        assert abs(v["log_likelihood_change"]["nats"]) <= v["budget"]["log_likelihood_change_nats"], name
+
+
+@pytest.mark.parametrize("model", ["default", "large"])
+def test_int8_keeps_the_encoders_later_layers_in_float16(model: str) -> None:
+    import onnx
+
+    encoder = onnx.load(SHIPPED_MODEL.parent / model / contract.VARIANTS["int8"].file("encoder"))
+    ops = [n.op_type for n in encoder.graph.node]
+    halves = [i for i in encoder.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    first_layer = 2 if model == "large" else 1  # gated: linear and gate
+    assert ops.count("MatMulInteger") == first_layer  # only the first layer is int8 ...
+    cast_from_half = [n for n in encoder.graph.node if n.op_type == "Cast" and n.input[0] in {i.name for i in halves}]
+    assert len(halves) == len(cast_from_half) >= 2  # ... the rest (at least mu and logvar) float16
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_variant_files_are_listed_with_a_verified_sha256(name: str, tmp_path: Path) -> None:
     manifest = json.loads((SHIPPED_MODEL / contract.MANIFEST_FILE).read_text())
