@@ -77,7 +77,9 @@ def test_metadata(released_model: Path) -> None:
         assert meta[contract.META_GRAPH] == graph
         assert json.loads(meta[contract.META_CONFIG]) == {
             "beta": 1.0,
+            "block": "plain",
             "hidden": 200,
+            "layers": 1,
             "image_shape": [28, 28],
             "latent": 20,
             "likelihood": "bernoulli",
@@ -196,8 +198,8 @@ def test_check_graph_compares_names_dtypes_ranks_and_axes_with_the_contract(dama
 
 def test_validation_reports_the_worst_of_all_failures() -> None:
     rows = [
-        {"inputs": "random", "batch": 1, "max_abs_diff": {"encoder.mu": 2e-5, "decoder.mean": 1e-6}},
-        {"inputs": "real", "batch": 7, "max_abs_diff": {"encoder.mu": 3e-5, "decoder.mean": 5e-4}},
+        {"inputs": "random", "batch": 1, "max_abs_diff": {"encoder.mu": 2e-4, "decoder.mean": 1e-6}},
+        {"inputs": "real", "batch": 7, "max_abs_diff": {"encoder.mu": 3e-4, "decoder.mean": 5e-4}},
         {"inputs": "real", "batch": 64, "max_abs_diff": {"encoder.mu": 1e-6, "decoder.mean": 1e-6}},
     ]
     with pytest.raises(ParityError) as err:

@@ -80,15 +80,18 @@ def test_every_score_is_finite_and_ranks_noise_above_digits(score: str, real_dig
     assert noise.min() > np.median(digits)
 
 
-def test_percentile_thresholds_hold_on_the_normal_images() -> None:
-    from edgevae.export.calibrate import load_normal_images
+def test_percentile_thresholds_hold_on_unseen_normal_images(data_dir: Path) -> None:
+    """The stored percentiles come from training digits (their latent distances leave-one-out): on
+    the 10,000 test digits, never seen, about p% stay below the p-th percentile (binomial spread at
+    this n: 0.3 point for p90, 0.1 for p99)."""
+    from edgevae.train.data import load_split
 
-    vae = VAE()
-    normal = load_normal_images()
-    scores = vae.score(normal).score
-    for p in ("90", "99"):
+    vae = VAE(device="cpu")
+    test, _ = load_split(data_dir, "test")
+    scores = vae.score(test).score
+    for p, slack in (("90", 0.01), ("99", 0.005)):
         above = float((scores > vae.threshold(p)).mean())
-        assert abs(above - (1 - float(p) / 100)) <= 0.002, (p, above)
+        assert abs(above - (1 - float(p) / 100)) <= slack, (p, above)
 
 
 def test_latent_distance_is_the_mean_squared_distance_to_the_nearest_codes() -> None:

@@ -136,13 +136,21 @@ def test_cli_help_states_defaults_read_from_the_presets() -> None:
     result = cli("--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())  # argparse wraps lines anywhere
-    book, default = PRESETS["book"], PRESETS["default"]
+
+    def shown(get: object) -> str:  # the default preset's value, then each other preset's that differs
+        values = {name: get(cfg) for name, cfg in PRESETS.items()}  # type: ignore[operator]
+        base = values.pop("default")
+        return f"(default: {base}" + "".join(f"; {n}: {v}" for n, v in values.items() if v != base) + ")"
+
     for want in (
-        f"(default: {default.epochs}; book: {book.epochs})",
-        f"(default: {default.batch_size}; book: {book.batch_size})",
-        f"(default: {default.lr}; book: {book.lr})",
-        "(default: cosine; book: constant)",
-        f"(default: {default.model.likelihood}; book: {book.model.likelihood})",
+        shown(lambda c: c.epochs),
+        shown(lambda c: c.batch_size),
+        shown(lambda c: c.lr),
+        shown(lambda c: c.lr_schedule),
+        shown(lambda c: c.model.likelihood),
+        shown(lambda c: c.model.block),
+        shown(lambda c: c.objective),
+        "(default: 250; large: 240; book: 30)",
         "default: auto",
         "--resume",
         "--overwrite",

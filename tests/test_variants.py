@@ -41,7 +41,7 @@ def test_variant_is_within_its_budget_against_fp32(name: str, fp32: VAE, real_di
 
 def test_a_variant_over_budget_is_refused(fp32: VAE, real_digits: np.ndarray) -> None:
     figures = measure_variant(fp32, VAE(SHIPPED_MODEL, device="cpu", variant="int8"), real_digits)
-    with pytest.raises(VariantError, match=r"variant 'b1' against fp32: .*max \|diff\| .* > budget 1e-05"):
+    with pytest.raises(VariantError, match=r"variant 'b1' against fp32: .*max \|diff\| .* > budget 5e-05"):
         check_variant("b1", figures)  # int8's figures are far over the exact build's budget
 
 
