@@ -4,6 +4,7 @@ resumed with --resume ends with the same weights as an uninterrupted one, bit fo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from edgevae.train import checkpoint, loop
-from edgevae.train.config import TrainConfig
+from edgevae.train.config import PRESETS, TrainConfig
 
 TINY = dict(train_limit=100, test_limit=20, batch_size=50, iw_samples=0)
 ARGS = [
@@ -108,7 +109,8 @@ def test_30_kills_never_leave_a_broken_or_mixed_set(tmp_path: Path, data_dir: Pa
 def test_kill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
     epochs = 40
     whole = tmp_path / "whole"
-    loop.run_training(TrainConfig(epochs=epochs, **TINY), data_dir, whole, device="cpu", progress=False)
+    config = dataclasses.replace(PRESETS["default"], epochs=epochs, **TINY)  # what the CLI below trains
+    loop.run_training(config, data_dir, whole, device="cpu", progress=False)
     out = tmp_path / "killed"
     proc = start(data_dir, out, epochs=epochs, resume=False)
     wait_for(out / checkpoint.ENCODER_FILE, proc)
