@@ -126,7 +126,11 @@ def run_training(
     check_out_dir(out, resume, overwrite)
     dev = distributed.start(world, resolve_torch_device(device))
     try:
-        return train_in_world(config, data_dir, out, dev, world, resume, dataset, progress)
+        result = train_in_world(config, data_dir, out, dev, world, resume, dataset, progress)
+        # Leave together: a rank that tears gloo down while rank 0 still writes metrics and pictures
+        # can abort at exit ("terminate called without an active exception").
+        distributed.barrier(world)
+        return result
     finally:
         distributed.stop(world)
 
