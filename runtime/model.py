@@ -135,6 +135,16 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def manifest_is_intact(manifest: dict[str, Any], raw: bytes | None = None) -> bool:
+    """True when the manifest carries no checksum or matches it; with `raw` (the file's bytes), those
+    bytes must also be exactly what export writes for these values: a changed byte can still parse
+    to the same values (a float's 17th digit), which the checksum of the values cannot see."""
+    if MANIFEST_CHECKSUM not in manifest:
+        return True
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    return manifest[MANIFEST_CHECKSUM] == manifest_digest(manifest) and (raw is None or raw == seal_manifest(body))
+
+
 def seal_manifest(manifest: dict[str, Any]) -> bytes:
     """The manifest as written: indented JSON carrying its own checksum, so a damaged manifest (a
     changed byte that still parses) is detected like any other file. It guards against damage, not
@@ -153,12 +163,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"model folder {folder} has no {contract.MANIFEST_FILE}; export one with `make export`")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"corrupt manifest {path}: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != contract.MANIFEST_FORMAT:
         raise ModelError(f"{path} is not an edgevae manifest (format != {contract.MANIFEST_FORMAT!r})")
-    if MANIFEST_CHECKSUM in manifest and manifest[MANIFEST_CHECKSUM] != manifest_digest(manifest):
+    if not manifest_is_intact(manifest, raw):
         raise ModelError(
             f"corrupt manifest {path}: its content does not match its own sha256 "
             "(the file was modified or damaged after export)"
@@ -262,7 +273,7 @@ def verify_model_files(files: ModelFiles) -> None:
     """ModelError unless in-memory model files still match their manifest: the manifest's own
     sha256, and every blob's (used when a pickled VAE is rebuilt in another process)."""
     manifest = files.manifest
-    if MANIFEST_CHECKSUM in manifest and manifest[MANIFEST_CHECKSUM] != manifest_digest(manifest):
+    if not manifest_is_intact(manifest):
         raise ModelError(f"the manifest of {files.folder} carried with this VAE does not match its own sha256")
     named = {contract.VARIANTS[files.variant].file(g): b for g, b in files.blobs.items()} | dict(files.extras)
     for name, blob in named.items():
