@@ -33,7 +33,7 @@ export: venv $(if $(TRAIN),train)
 
 ## ship: make the exported model the runtime's packaged model $(MODEL) (VAE(model=...), --model-name)
 ship: export
-	mkdir -p $(MODEL_DIR)
+	rm -rf $(MODEL_DIR) && mkdir -p $(MODEL_DIR)  # only what the manifest lists: no file of an older export stays
 	$(BIN)/python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['files']))" $(ONNX_DIR)/manifest.json \
 	  | tr ' ' '\n' | sed 's|^|$(ONNX_DIR)/|' | xargs -I{} cp {} $(MODEL_DIR)/
 	cp $(ONNX_DIR)/manifest.json $(MODEL_DIR)/

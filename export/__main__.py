@@ -24,8 +24,6 @@ from edgevae.runtime.devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS, add_devi
 from edgevae.runtime.errors import run_cli
 from edgevae.train import require_torch
 
-SCORE_DATA_IMAGES = 10_000  # training digits whose codes the latent score compares with (--score-data)
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -53,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--score-data",
         default=None,
-        help=f"an MNIST folder: use {SCORE_DATA_IMAGES:,} of its training digits (seeded subset) for the score "
-        "statistics and the latent score's codes; more codes catch more near-digit inputs (README, "
-        "'Likelihood and unusual inputs') (default: the 2000 shipped digits)",
+        help="an MNIST folder: fit the latent score's mixture to all 60,000 training digits, per digit class, "
+        "and measure the score statistics on a held-out sixth; more digits catch more near-digit inputs "
+        "(README, 'Likelihood and unusual inputs') (default: the 2000 shipped digits, unlabelled)",
     )
     p.add_argument("--no-samples", action="store_true", help="skip samples.png")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -78,7 +76,7 @@ def export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     devices = resolve_validation_devices(args.device)
     print(f"device: {args.device} -> validating on {', '.join(devices)} (tracing on cpu)")
-    score_images, source = None, None
+    score_images, source, labels = None, None, None
     if args.score_images and args.score_data:
         raise ValueError("give --score-images or --score-data, not both")
     if args.score_images:
@@ -88,9 +86,9 @@ def export(args: argparse.Namespace) -> int:
     if args.score_data:
         from .calibrate import load_training_digits
 
-        score_images = load_training_digits(args.score_data, SCORE_DATA_IMAGES)
-        source = f"{SCORE_DATA_IMAGES} MNIST training digits (seeded subset, seed 0)"
-    paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images, source)
+        score_images, labels = load_training_digits(args.score_data)
+        source = f"the {len(labels):,} MNIST training digits, latent mixture per digit class"
+    paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images, source, labels)
     for device, summary in parity.items():
         figures = ", ".join(f"{k} {v:.1e}" for k, v in summary["max_abs_diff"].items())
         print(f"parity vs PyTorch ({device}, tolerance {summary['tolerance']:.0e}): {figures}")

@@ -159,7 +159,7 @@ EXTRA_ROLES = {
     contract.GOLDEN_FILE: "golden vectors: fixed inputs and PyTorch outputs (edgevae selftest)",
     contract.GOLDEN_SPEC_FILE: "golden vector tolerances and how to check them",
     contract.SCORE_STATS_FILE: "statistics of normal images for the unusual-input scores (edgevae score)",
-    contract.SCORE_CODES_FILE: "encoder means of normal images: the latent score's neighbours (edgevae score)",
+    contract.SCORE_DENSITY_FILE: "Gaussian mixture over normal images' encoder means: the latent score (edgevae score)",
     contract.REQUIRED_OPERATORS_FILE: "operators of the .ort graphs, for a minimal onnxruntime build",
 }
 
@@ -242,12 +242,14 @@ def export_model(
     devices: tuple[str, ...] = ("cpu",),
     score_images: Any = None,
     score_source: str | None = None,
+    score_labels: Any = None,
 ) -> tuple[list[Path], dict[str, Any]]:
     """Build, validate on each device's provider, then write graphs, golden vectors, score
     statistics and manifest.
 
-    score_images: normal images (N, 784) for the score statistics and the latent score's codes
-    (default: the 2000 MNIST training digits shipped with the exporter), described by score_source.
+    score_images: normal images (N, 784) for the score statistics and the latent score's mixture
+    (default: the 2000 MNIST training digits shipped with the exporter), described by score_source;
+    score_labels: their classes (N,), one mixture per class (default: one mixture for all).
     Returns (paths written, parity summary per device). Raises CheckpointError,
     ExportError or ValidationError (ParityError with the max difference) before anything is written.
     """
@@ -281,8 +283,8 @@ def export_model(
         check_variant(name, figures[name])
         check_golden(candidate, ["cpu"])
     figures["b1"]["mobile_usability"] = check_mobile_usability(variants["b1"])
-    stats, codes = calibrate_scores(staged, score_images, score_source)
-    extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json(), contract.SCORE_CODES_FILE: codes}
+    stats, density = calibrate_scores(staged, score_images, score_source, score_labels)
+    extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json(), contract.SCORE_DENSITY_FILE: density}
     extras.update(variant_extras)
     files = {contract.GRAPHS[g].file: b for g, b in blobs.items()}
     files.update({contract.VARIANTS[n].file(g): b for n, graphs in variants.items() for g, b in graphs.items()})

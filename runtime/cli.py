@@ -133,10 +133,10 @@ def resolve_threshold(vae: Any, text: str | None, score: str) -> tuple[float | N
 
 
 def format_scores(result: Any, threshold: float | None) -> str:
-    """CSV: index, score, nll, complexity_nats, latent_distance[, flagged]."""
+    """CSV: index, score, nll, complexity_nats, latent_nll[, flagged]."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    header = ["index", "score", "nll", "complexity_nats", "latent_distance"]
+    header = ["index", "score", "nll", "complexity_nats", "latent_nll"]
     writer.writerow(header + (["flagged"] if threshold is not None else []))
     rows = zip(result.score, result.nll, result.complexity, result.latent, strict=True)
     for i, (s, nll, c, d) in enumerate(rows):

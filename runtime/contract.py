@@ -84,8 +84,8 @@ MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.npz"  # fixed inputs and the PyTorch outputs for them, keys "<graph>.<tensor>"
 GOLDEN_SPEC_FILE = "golden.json"  # per-output tolerances and how to check them, for any runtime
 SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images for the unusual-input score
-# encoder means of normal images, float16 (N, latent): the neighbours of the latent score
-SCORE_CODES_FILE = "score_codes.npy"
+# a Gaussian mixture over encoder means of normal images (log_weights, means, prec_chol): the latent score
+SCORE_DENSITY_FILE = "score_density.npz"
 GOLDEN_FORMAT = "edgevae-golden"
 SCORE_STATS_FORMAT = "edgevae-score-stats"
 MANIFEST_FORMAT = "edgevae-model"

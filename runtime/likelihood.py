@@ -14,16 +14,18 @@ Formulas:
   reduced with log-sum-exp.
 - Complexity (Serra et al. 2020, "Input complexity and out-of-distribution detection"): the
   length in nats of the image's 8-bit pixels compressed by zlib (DEFLATE, level 9).
-- Latent distance: half the log of the mean squared Euclidean distance from the image's encoder
-  mean to its LATENT_NEIGHBOURS nearest codes of normal images (stored at export); a
-  nearest-neighbour density estimate in latent space, in the spirit of deep k-NN detection (Sun
-  et al. 2022, "Out-of-distribution detection with deep nearest neighbors").
+- Latent NLL: -log of the image's encoder mean under a Gaussian mixture fitted at export to the
+  encoder means of normal images (one mixture per digit class when labels are known, as in the
+  class-conditional Gaussians of Lee et al. 2018, "A simple unified framework for detecting
+  out-of-distribution samples and adversarial attacks"); a density of codes, in nats.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -106,29 +108,67 @@ def complexity_nats(x: npt.ArrayLike) -> np.ndarray:
     return np.array([len(zlib.compress(row.tobytes(), 9)) * 8 * LN2 for row in levels], dtype=np.float64)
 
 
-LATENT_NEIGHBOURS = 5  # codes averaged by the latent distance
-LATENT_ROWS = 256  # query rows per distance block: (256, N) floats at a time
+LATENT_ROWS = 256  # codes per block of the latent NLL: (256, components, latent) floats at a time
+LATENT_DENSITY_KEYS = ("log_weights", "means", "prec_chol")
 
 
-def latent_distance(
-    mu: np.ndarray, codes: np.ndarray, neighbours: int = LATENT_NEIGHBOURS, exclude_self: bool = False
-) -> np.ndarray:
-    """Per row of `mu` (N, latent): 0.5 * log of the mean squared distance to its `neighbours`
-    nearest rows of `codes` (M, latent). exclude_self: `mu` is `codes` itself and each row's own
-    zero distance is skipped (leave-one-out, for calibration). Computed in blocks of LATENT_ROWS."""
-    ref = np.asarray(codes, np.float64)
-    skip = 1 if exclude_self else 0
-    if len(ref) < neighbours + skip:
-        raise ValueError(f"the latent distance needs at least {neighbours + skip} normal codes; got {len(ref)}")
-    ref_sq = np.einsum("ij,ij->i", ref, ref)
-    out = np.empty(len(mu), np.float64)
-    for lo in range(0, len(mu), LATENT_ROWS):
-        q = np.asarray(mu[lo : lo + LATENT_ROWS], np.float64)
-        d = np.einsum("ij,ij->i", q, q)[:, None] + ref_sq[None] - 2.0 * q @ ref.T
-        near = np.partition(np.maximum(d, 0.0), neighbours + skip - 1, axis=1)[:, : neighbours + skip]
-        near = np.sort(near, axis=1)[:, skip:]
-        out[lo : lo + LATENT_ROWS] = 0.5 * np.log(near.mean(axis=1) + 1e-12)
-    return out
+@dataclass(frozen=True)
+class LatentDensity:
+    """A Gaussian mixture over encoder means: log weights (M,), means (M, d) and triangular
+    precision factors (M, d, d), L L^T = inverse covariance (written by export: score_density.npz)."""
+
+    log_weights: np.ndarray
+    means: np.ndarray
+    prec_chol: np.ndarray
+
+    def log_components(self, mu: np.ndarray) -> np.ndarray:
+        """(N, M): log w_m + log N(mu_n; m_m, C_m) = log w + log det L - |(mu - m) L|^2 / 2 - d/2 log(2 pi)."""
+        q = np.asarray(mu, np.float64)
+        chol = np.asarray(self.prec_chol, np.float64)
+        d = q.shape[1]
+        const = self.log_weights + np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1) - 0.5 * d * LOG_2PI
+        y = np.einsum("nmi,mij->nmj", q[:, None, :] - np.asarray(self.means, np.float64)[None], chol)
+        return const[None] - 0.5 * np.einsum("nmj,nmj->nm", y, y)
+
+    def nll(self, mu: np.ndarray) -> np.ndarray:
+        """-log p(mu) per row of mu (N, d) under the mixture, in nats (float64), in blocks of LATENT_ROWS."""
+        out = np.empty(len(mu), np.float64)
+        for lo in range(0, len(mu), LATENT_ROWS):
+            out[lo : lo + LATENT_ROWS] = -logsumexp(self.log_components(mu[lo : lo + LATENT_ROWS]), axis=1)
+        return out
+
+    @classmethod
+    def from_npz(cls, blob: bytes, latent: int, name: str = "score_density.npz") -> LatentDensity:
+        """The mixture in an .npz file's bytes; ValueError naming the file when it is not one for `latent`."""
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                arrays = {key: np.asarray(npz[key], np.float64) for key in LATENT_DENSITY_KEYS}
+        except KeyError as exc:
+            raise ValueError(f"{name} is not a latent density: no array {exc}") from exc
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{name} is not a valid .npz file: {exc}") from exc
+        m = len(arrays["log_weights"])
+        want = {"log_weights": (m,), "means": (m, latent), "prec_chol": (m, latent, latent)}
+        for key, shape in want.items():
+            if arrays[key].shape != shape:
+                raise ValueError(
+                    f"{name}: expected {key} shaped {shape} for latent size {latent}; got {arrays[key].shape}"
+                )
+        diag = np.diagonal(arrays["prec_chol"], axis1=1, axis2=2)
+        if m == 0 or not all(np.isfinite(a).all() for a in arrays.values()) or (diag <= 0).any():
+            raise ValueError(f"{name}: expected a non-empty mixture of finite values with positive precision diagonals")
+        return cls(arrays["log_weights"], arrays["means"], arrays["prec_chol"])
+
+    def to_npz(self) -> bytes:
+        buf = io.BytesIO()
+        arrays: dict[str, Any] = {key: np.asarray(getattr(self, key), np.float32) for key in LATENT_DENSITY_KEYS}
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+
+def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log sum exp(a) along `axis`, stable."""
+    return log_mean_exp(a, axis) + math.log(a.shape[axis])
 
 
 # -- unusual-input scores ------------------------------------------------------------------------
@@ -137,18 +177,19 @@ def latent_distance(
 # (Serra et al. 2020) fixes blanks but misses letters; "typicality" asks whether the pair
 # (log -log p(x), log L(x)) is typical of normal images (the Mahalanobis distance from that pair's
 # mean and covariance over normal images, stored at export) and catches everything but most letters;
-# "latent" catches letters best; the default, "combined", adds the two (latent one-sided, weight 2):
-# far from every normal code is unusual, nearer than usual is not.
+# "latent" (how unlikely the code is under the mixture of normal codes) catches letters best but
+# misses blank and noisy images; the default, "combined", adds the two (latent one-sided, weight 4):
+# an improbable code is unusual, a more probable one than usual is not.
 SCORES = {
-    "combined": "typicality + 2 * max(latent, 0) (default)",
+    "combined": "typicality + 4 * max(latent, 0) (default)",
     "typicality": "Mahalanobis distance of (log NLL, log complexity) from normal images'",
-    "latent": "distance of the code to its nearest normal codes, in standard deviations of normal images'",
+    "latent": "-log density of the code under the normal codes' mixture, in standard deviations of normal images'",
     "nll": "-log p(x) in nats (importance-weighted)",
     "nll-typicality": "|NLL - mean| / std over normal images",
     "complexity": "NLL - L(x): Serra et al. 2020's complexity-corrected likelihood, in nats",
 }
 DEFAULT_SCORE = "combined"
-LATENT_WEIGHT = 2.0
+LATENT_WEIGHT = 4.0
 PERCENTILES = ("90", "95", "99", "99.9")
 
 
@@ -175,9 +216,9 @@ class ScoreStats:
     nll_std: float
     feature_mean: tuple[float, float]
     feature_cov: tuple[tuple[float, float], tuple[float, float]]
-    latent_mean: float  # of latent_distance over the normal images (leave-one-out)
+    latent_mean: float  # of the latent NLL over held-out normal images
     latent_std: float
-    latent_neighbours: int
+    latent_components: int  # Gaussians in the latent density (score_density.npz)
     percentiles: dict[str, dict[str, float]]  # score name -> percentile ("99") -> value on the normal images
 
     @classmethod
@@ -199,7 +240,7 @@ class ScoreStats:
                 (as_pair(d["feature_cov"][0]), as_pair(d["feature_cov"][1])),
                 float(d["latent_mean"]),
                 float(d["latent_std"]),
-                int(d["latent_neighbours"]),
+                int(d["latent_components"]),
                 {s: {p: float(v) for p, v in ps.items()} for s, ps in d["percentiles"].items()},
             )
         except KeyError as exc:
@@ -222,7 +263,7 @@ class ScoreStats:
         return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()
 
     def compute(self, name: str, nll: np.ndarray, complexity: np.ndarray, latent: np.ndarray) -> np.ndarray:
-        """Score `name` for each image from its NLL and complexity (nats) and its latent distance."""
+        """Score `name` for each image from its NLL, complexity and latent NLL (nats)."""
         if name == "combined":
             z = (latent - self.latent_mean) / self.latent_std
             return self.compute("typicality", nll, complexity, latent) + LATENT_WEIGHT * np.maximum(z, 0.0)
@@ -249,9 +290,10 @@ class ScoreStats:
 
 
 def build_score_stats(
-    nll: np.ndarray, complexity: np.ndarray, latent: np.ndarray, k: int, seed: int, source: str
+    nll: np.ndarray, complexity: np.ndarray, latent: np.ndarray, k: int, seed: int, source: str, components: int
 ) -> ScoreStats:
-    """ScoreStats from the NLL, complexity and (leave-one-out) latent distance of normal images (at least 10)."""
+    """ScoreStats from the NLL, complexity and latent NLL of normal images (at least 10) that the
+    latent density was not fitted to; `components`: the density's Gaussians."""
     if len(nll) < 10:
         raise ValueError(f"score statistics need at least 10 normal images; got {len(nll)}")
     f = score_features(nll, complexity)
@@ -267,7 +309,7 @@ def build_score_stats(
         (as_pair(cov[0]), as_pair(cov[1])),
         float(latent.mean()),
         float(latent.std(ddof=1)),
-        LATENT_NEIGHBOURS,
+        components,
         {},
     )
     pct = {

@@ -11,7 +11,6 @@ and processed in chunks so memory stays bounded. One instance is safe to use fro
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import threading
@@ -49,7 +48,7 @@ WIDE_ROWS = 64  # with threads=None, batches from this many rows run on all core
 @dataclass(frozen=True)
 class ScoreResult:
     """`VAE.score`'s answer, one entry per image: the score, -log p(x) and L(x) in nats, and the
-    latent distance (half the log mean squared distance to the nearest normal codes)."""
+    latent NLL (-log density of the encoder mean under the mixture of normal codes, nats)."""
 
     name: str
     score: NDArray[np.float64]
@@ -118,7 +117,7 @@ class VAE:
         self.image_shape = self.files.image_shape
         self.pixels = self.image_shape[0] * self.image_shape[1]
         self._score_stats: lik.ScoreStats | None = None
-        self._score_codes: NDArray[np.float32] | None = None
+        self._latent_density: lik.LatentDensity | None = None
         sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
         for session, spec in ((self.encoder, contract.ENCODER), (self.decoder, contract.DECODER)):
             check_session_signature(session, spec, sizes, self.fixed_batch, str(self.files.folder / spec.file))
@@ -356,8 +355,8 @@ class VAE:
 
         The default, "combined", flags inputs that are too unlikely *and* inputs that are too
         simple to be likely (blank pages), measured against statistics of normal images stored at
-        export (score_stats.json), and inputs whose code lies far from every normal image's code
-        (score_codes.npy). k defaults to the k those statistics were made with. The noise is
+        export (score_stats.json), and inputs whose code is improbable under the normal images' codes
+        (score_density.npz). k defaults to the k those statistics were made with. The noise is
         the same (k, latent) draw for every image (seeded by `seed`), so an image's score depends on
         the image alone, not on its batch. Pick a threshold with `threshold("99")` (the 99th
         percentile of normal images' scores) or from scores of your own normal images.
@@ -376,13 +375,13 @@ class VAE:
 
         -log p(x) is the importance-weighted estimate in nats with the same (k, latent) noise for every
         image (seeded by `seed`); L(x) is the zlib-compressed length of the 8-bit pixels in nats (Serra
-        et al. 2020); the latent distance is `likelihood.latent_distance` of the encoder mean from the
-        normal codes stored with the model.
+        et al. 2020); the latent NLL is -log of the encoder mean under the mixture of normal codes stored
+        with the model (`likelihood.LatentDensity`).
         """
         xs, _ = self._check_images(x)
         nll, complexity = self.measure_nll_complexity(xs, k, seed)
         mu, _ = self.encode(xs)
-        latent = lik.latent_distance(mu, self.score_codes, self.score_stats.latent_neighbours)
+        latent = self.latent_density.nll(mu)
         return nll, complexity, latent
 
     def measure_nll_complexity(
@@ -403,21 +402,15 @@ class VAE:
         return nll, complexity
 
     @property
-    def score_codes(self) -> NDArray[np.float32]:
-        """Encoder means of normal images (N, latent), the latent distance's neighbours (from the model folder)."""
-        if self._score_codes is None:
-            blob = self.files.extra(contract.SCORE_CODES_FILE, "unusual-input scores")
-            path = self.files.folder / contract.SCORE_CODES_FILE
+    def latent_density(self) -> lik.LatentDensity:
+        """The latent score's Gaussian mixture over normal images' encoder means (from the model folder)."""
+        if self._latent_density is None:
+            blob = self.files.extra(contract.SCORE_DENSITY_FILE, "unusual-input scores")
             try:
-                codes = np.load(io.BytesIO(blob), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise ModelError(f"{path} is not a valid .npy file: {exc}") from exc
-            if codes.ndim != 2 or codes.shape[1] != self.latent or not np.issubdtype(codes.dtype, np.floating):
-                raise ModelError(
-                    f"{path}: expected float codes shaped (N, {self.latent}); got {codes.dtype} {codes.shape}"
-                )
-            self._score_codes = codes.astype(np.float32)
-        return self._score_codes
+                self._latent_density = lik.LatentDensity.from_npz(blob, self.latent, contract.SCORE_DENSITY_FILE)
+            except ValueError as exc:
+                raise ModelError(f"{self.files.folder / contract.SCORE_DENSITY_FILE}: {exc}") from exc
+        return self._latent_density
 
     @property
     def score_stats(self) -> lik.ScoreStats:
