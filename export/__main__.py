@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--score-data",
         default=None,
-        help="an MNIST folder: fit the latent score's mixture to all 60,000 training digits, per digit class, "
+        help="an MNIST folder: fit the density score's mixture to all 60,000 training digits, per digit class, "
         "and measure the score statistics on a held-out sixth; more digits catch more near-digit inputs "
         "(README, 'Likelihood and unusual inputs') (default: the 2000 shipped digits, unlabelled)",
     )
@@ -87,7 +87,7 @@ def export(args: argparse.Namespace) -> int:
         from .calibrate import load_training_digits
 
         score_images, labels = load_training_digits(args.score_data)
-        source = f"the {len(labels):,} MNIST training digits, latent mixture per digit class"
+        source = f"the {len(labels):,} MNIST training digits, mixture per digit class"
     paths, parity = export_model(args.checkpoints, out, args.opset, tuple(devices), score_images, source, labels)
     for device, summary in parity.items():
         figures = ", ".join(f"{k} {v:.1e}" for k, v in summary["max_abs_diff"].items())

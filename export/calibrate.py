@@ -3,8 +3,8 @@
 Computed through the exported graphs themselves (the runtime's own code path, CPU provider), on
 2000 MNIST training digits shipped with the exporter (a seeded random subset of the 60,000), on all
 60,000 with their labels (`--score-data DIR`, what the shipped models use), or on images the caller
-gives (`--score-images FILE.npy` for a model trained on other data). Also fits the latent score's
-Gaussian mixture to the encoder means of those images (score_density.npz).
+gives (`--score-images FILE.npy` for a model trained on other data). Also fits the density score's
+Gaussian mixture to those images' features (score_density.npz).
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from importlib import resources
 
 import numpy as np
 
-from edgevae.runtime.likelihood import LATENT_DENSITY_KEYS, LatentDensity, ScoreStats, build_score_stats, logsumexp
+from edgevae.runtime.likelihood import (
+    DENSITY_KEYS,
+    ScoreDensity,
+    ScoreStats,
+    build_score_stats,
+    density_features,
+    logsumexp,
+)
 from edgevae.runtime.model import ModelFiles
 from edgevae.runtime.vae import VAE
 
@@ -21,10 +28,10 @@ SCORE_K = 16  # importance samples per image for scoring (README: cost per image
 SCORE_SEED = 0
 FIXTURE = "mnist_train_2000.npz"
 HELD_OUT_DIVISOR = 6  # one sixth of the normal images is held out for the statistics (10,000 of 60,000)
-GMM_COMPONENTS = 8  # Gaussians per digit class in the latent density (README, 'Likelihood and unusual inputs')
+GMM_COMPONENTS = 12  # Gaussians per digit class in the score density (README, 'Likelihood and unusual inputs')
 GMM_IMAGES_PER_COMPONENT = 200  # a group with fewer images per Gaussian gets fewer Gaussians
 GMM_ITERATIONS = 50
-GMM_REG = 1e-3  # added to each covariance's diagonal; normal codes spread about 1 per axis
+GMM_REG = 1e-3  # added to each covariance's diagonal; normal features spread 0.2 to 1 per axis
 
 
 def load_normal_images() -> np.ndarray:
@@ -43,7 +50,7 @@ def load_training_digits(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_normal_images(n: int, seed: int = SCORE_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (fit, held out) of n normal images: the latent density is fitted to the first part;
+    """Indices (fit, held out) of n normal images: the score density is fitted to the first part;
     the statistics are measured on the held-out sixth (at least 10), which the density never saw."""
     held = max(10, n // HELD_OUT_DIVISOR)
     if n - held < 10:
@@ -52,26 +59,26 @@ def split_normal_images(n: int, seed: int = SCORE_SEED) -> tuple[np.ndarray, np.
     return np.sort(order[held:]), np.sort(order[:held])
 
 
-def fit_latent_density(
-    codes: np.ndarray, labels: np.ndarray | None = None, components: int = GMM_COMPONENTS, seed: int = SCORE_SEED
-) -> LatentDensity:
-    """A Gaussian mixture over encoder means (N, d): `components` full-covariance Gaussians per label
-    (fewer for a group under GMM_IMAGES_PER_COMPONENT images each), or over all codes when labels are
-    None, each weighted by its group's share of the codes."""
-    x = np.asarray(codes, np.float64)
+def fit_score_density(
+    features: np.ndarray, labels: np.ndarray | None = None, components: int = GMM_COMPONENTS, seed: int = SCORE_SEED
+) -> ScoreDensity:
+    """A Gaussian mixture over feature rows (N, d): `components` full-covariance Gaussians per label
+    (fewer for a group under GMM_IMAGES_PER_COMPONENT images each), or over all rows when labels are
+    None, each group weighted by its share of the rows."""
+    x = np.asarray(features, np.float64)
     groups = [np.arange(len(x))] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
     rng = np.random.default_rng(seed)
     parts = []
     for idx in groups:
         m = max(1, min(components, len(idx) // GMM_IMAGES_PER_COMPONENT))
         part = fit_gaussian_mixture(x[idx], m, rng)
-        parts.append(LatentDensity(part.log_weights + np.log(len(idx) / len(x)), part.means, part.prec_chol))
-    return LatentDensity(*(np.concatenate([getattr(p, key) for p in parts]) for key in LATENT_DENSITY_KEYS))
+        parts.append(ScoreDensity(part.log_weights + np.log(len(idx) / len(x)), part.means, part.prec_chol))
+    return ScoreDensity(*(np.concatenate([getattr(p, key) for p in parts]) for key in DENSITY_KEYS))
 
 
 def fit_gaussian_mixture(
     x: np.ndarray, m: int, rng: np.random.Generator, iterations: int = GMM_ITERATIONS
-) -> LatentDensity:
+) -> ScoreDensity:
     """Expectation-maximisation for m full-covariance Gaussians (Dempster, Laird & Rubin 1977;
     Bishop 2006, section 9.2.2), started from m random points and the data's covariance; GMM_REG
     is added to every covariance's diagonal so none collapses onto a few points."""
@@ -81,7 +88,7 @@ def fit_gaussian_mixture(
     covs = np.repeat((np.cov(x.T) + reg)[None], m, axis=0)
     log_w = np.full(m, -np.log(m))
     for _ in range(iterations):
-        density = LatentDensity(log_w, means, precision_factors(covs))
+        density = ScoreDensity(log_w, means, precision_factors(covs))
         log_p = density.log_components(x)
         resp = np.exp(log_p - logsumexp(log_p, axis=1)[:, None])  # (n, m) responsibilities
         mass = resp.sum(axis=0) + 1e-10
@@ -89,7 +96,7 @@ def fit_gaussian_mixture(
         means = (resp.T @ x) / mass[:, None]
         centred = x[:, None, :] - means[None]  # (n, m, d)
         covs = np.einsum("nm,nmi,nmj->mij", resp, centred, centred) / mass[:, None, None] + reg
-    return LatentDensity(log_w, means, precision_factors(covs))
+    return ScoreDensity(log_w, means, precision_factors(covs))
 
 
 def precision_factors(covs: np.ndarray) -> np.ndarray:
@@ -106,20 +113,21 @@ def calibrate_scores(
     seed: int = SCORE_SEED,
 ) -> tuple[ScoreStats, bytes]:
     """ScoreStats of `images` (default: the shipped training digits) under the model in `files`, and
-    the latent density (.npz bytes) fitted to their encoder means (per label when `labels` are given).
-    The density is fitted to five sixths of the images and every statistic is measured on the other
-    sixth, so the statistics describe normal images the density has not seen."""
+    the score density (.npz bytes) fitted to their features (`density_features`: code, log NLL, log
+    complexity), per label when `labels` are given. The density is fitted to five sixths of the
+    images and every statistic is measured on the other sixth, which the density has not seen."""
     if images is None:
         images, source = load_normal_images(), f"{FIXTURE}: 2000 MNIST training digits (seeded subset)"
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"{len(labels)} labels for {len(images)} score images")
     vae = VAE(files, device="cpu")
     fit, held = split_normal_images(len(images), seed)
-    codes = vae.encode(images)[0]
-    fitted = fit_latent_density(codes[fit], None if labels is None else labels[fit], seed=seed)
-    density = LatentDensity.from_npz(fitted.to_npz(), vae.latent)  # as stored: float32, so stats match the file
-    latent = density.nll(codes[held])
-    nll, complexity = vae.measure_nll_complexity(images[held], k=k, seed=seed)
+    nll, complexity = vae.measure_nll_complexity(images, k=k, seed=seed)
+    features = density_features(vae.encode(images)[0], nll, complexity)
+    fitted = fit_score_density(features[fit], None if labels is None else labels[fit], seed=seed)
+    density = ScoreDensity.from_npz(fitted.to_npz(), features.shape[1])  # as stored (float32): stats match the file
     held_source = f"{source or 'caller-given images'}; statistics on a held-out {len(held)} of {len(images)}"
-    stats = build_score_stats(nll, complexity, latent, k, seed, held_source, len(density.log_weights))
+    stats = build_score_stats(
+        nll[held], complexity[held], density.nll(features[held]), k, seed, held_source, len(density.log_weights)
+    )
     return stats, density.to_npz()

@@ -159,7 +159,7 @@ EXTRA_ROLES = {
     contract.GOLDEN_FILE: "golden vectors: fixed inputs and PyTorch outputs (edgevae selftest)",
     contract.GOLDEN_SPEC_FILE: "golden vector tolerances and how to check them",
     contract.SCORE_STATS_FILE: "statistics of normal images for the unusual-input scores (edgevae score)",
-    contract.SCORE_DENSITY_FILE: "Gaussian mixture over normal images' encoder means: the latent score (edgevae score)",
+    contract.SCORE_DENSITY_FILE: "Gaussian mixture over normal images' score features: the density score (edgevae score)",
     contract.REQUIRED_OPERATORS_FILE: "operators of the .ort graphs, for a minimal onnxruntime build",
 }
 
@@ -247,7 +247,7 @@ def export_model(
     """Build, validate on each device's provider, then write graphs, golden vectors, score
     statistics and manifest.
 
-    score_images: normal images (N, 784) for the score statistics and the latent score's mixture
+    score_images: normal images (N, 784) for the score statistics and the density score's mixture
     (default: the 2000 MNIST training digits shipped with the exporter), described by score_source;
     score_labels: their classes (N,), one mixture per class (default: one mixture for all).
     Returns (paths written, parity summary per device). Raises CheckpointError,

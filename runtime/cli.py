@@ -133,12 +133,12 @@ def resolve_threshold(vae: Any, text: str | None, score: str) -> tuple[float | N
 
 
 def format_scores(result: Any, threshold: float | None) -> str:
-    """CSV: index, score, nll, complexity_nats, latent_nll[, flagged]."""
+    """CSV: index, score, nll, complexity_nats, density_nll[, flagged]."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    header = ["index", "score", "nll", "complexity_nats", "latent_nll"]
+    header = ["index", "score", "nll", "complexity_nats", "density_nll"]
     writer.writerow(header + (["flagged"] if threshold is not None else []))
-    rows = zip(result.score, result.nll, result.complexity, result.latent, strict=True)
+    rows = zip(result.score, result.nll, result.complexity, result.density, strict=True)
     for i, (s, nll, c, d) in enumerate(rows):
         row = [i, f"{s:.6g}", f"{nll:.6g}", f"{c:.6g}", f"{d:.6g}"]
         writer.writerow(row + ([int(s > threshold)] if threshold is not None else []))

@@ -84,7 +84,7 @@ MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.npz"  # fixed inputs and the PyTorch outputs for them, keys "<graph>.<tensor>"
 GOLDEN_SPEC_FILE = "golden.json"  # per-output tolerances and how to check them, for any runtime
 SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images for the unusual-input score
-# a Gaussian mixture over encoder means of normal images (log_weights, means, prec_chol): the latent score
+# a Gaussian mixture over normal images' score features (log_weights, means, prec_chol): the density score
 SCORE_DENSITY_FILE = "score_density.npz"
 GOLDEN_FORMAT = "edgevae-golden"
 SCORE_STATS_FORMAT = "edgevae-score-stats"

@@ -14,10 +14,10 @@ Formulas:
   reduced with log-sum-exp.
 - Complexity (Serra et al. 2020, "Input complexity and out-of-distribution detection"): the
   length in nats of the image's 8-bit pixels compressed by zlib (DEFLATE, level 9).
-- Latent NLL: -log of the image's encoder mean under a Gaussian mixture fitted at export to the
-  encoder means of normal images (one mixture per digit class when labels are known, as in the
-  class-conditional Gaussians of Lee et al. 2018, "A simple unified framework for detecting
-  out-of-distribution samples and adversarial attacks"); a density of codes, in nats.
+- Density NLL: -log of an image's score features (its encoder mean, log(1 + NLL) and log L(x))
+  under a Gaussian mixture fitted at export to those of normal images (one mixture per digit class
+  when labels are known, as in the class-conditional Gaussians of Lee et al. 2018, "A simple
+  unified framework for detecting out-of-distribution samples and adversarial attacks"), in nats.
 """
 
 from __future__ import annotations
@@ -108,51 +108,51 @@ def complexity_nats(x: npt.ArrayLike) -> np.ndarray:
     return np.array([len(zlib.compress(row.tobytes(), 9)) * 8 * LN2 for row in levels], dtype=np.float64)
 
 
-LATENT_ROWS = 256  # codes per block of the latent NLL: (256, components, latent) floats at a time
-LATENT_DENSITY_KEYS = ("log_weights", "means", "prec_chol")
+DENSITY_ROWS = 256  # rows per block of the density NLL: (256, components, features) floats at a time
+DENSITY_KEYS = ("log_weights", "means", "prec_chol")
 
 
 @dataclass(frozen=True)
-class LatentDensity:
-    """A Gaussian mixture over encoder means: log weights (M,), means (M, d) and triangular
-    precision factors (M, d, d), L L^T = inverse covariance (written by export: score_density.npz)."""
+class ScoreDensity:
+    """A Gaussian mixture over score features (`density_features`): log weights (M,), means (M, d) and
+    triangular precision factors (M, d, d), L L^T = inverse covariance (export writes it: score_density.npz)."""
 
     log_weights: np.ndarray
     means: np.ndarray
     prec_chol: np.ndarray
 
-    def log_components(self, mu: np.ndarray) -> np.ndarray:
-        """(N, M): log w_m + log N(mu_n; m_m, C_m) = log w + log det L - |(mu - m) L|^2 / 2 - d/2 log(2 pi)."""
-        q = np.asarray(mu, np.float64)
+    def log_components(self, f: np.ndarray) -> np.ndarray:
+        """(N, M): log w_m + log N(f_n; m_m, C_m) = log w + log det L - |(f - m) L|^2 / 2 - d/2 log(2 pi)."""
+        q = np.asarray(f, np.float64)
         chol = np.asarray(self.prec_chol, np.float64)
         d = q.shape[1]
         const = self.log_weights + np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1) - 0.5 * d * LOG_2PI
         y = np.einsum("nmi,mij->nmj", q[:, None, :] - np.asarray(self.means, np.float64)[None], chol)
         return const[None] - 0.5 * np.einsum("nmj,nmj->nm", y, y)
 
-    def nll(self, mu: np.ndarray) -> np.ndarray:
-        """-log p(mu) per row of mu (N, d) under the mixture, in nats (float64), in blocks of LATENT_ROWS."""
-        out = np.empty(len(mu), np.float64)
-        for lo in range(0, len(mu), LATENT_ROWS):
-            out[lo : lo + LATENT_ROWS] = -logsumexp(self.log_components(mu[lo : lo + LATENT_ROWS]), axis=1)
+    def nll(self, f: np.ndarray) -> np.ndarray:
+        """-log p(f) per row of f (N, d) under the mixture, in nats (float64), in blocks of DENSITY_ROWS."""
+        out = np.empty(len(f), np.float64)
+        for lo in range(0, len(f), DENSITY_ROWS):
+            out[lo : lo + DENSITY_ROWS] = -logsumexp(self.log_components(f[lo : lo + DENSITY_ROWS]), axis=1)
         return out
 
     @classmethod
-    def from_npz(cls, blob: bytes, latent: int, name: str = "score_density.npz") -> LatentDensity:
-        """The mixture in an .npz file's bytes; ValueError naming the file when it is not one for `latent`."""
+    def from_npz(cls, blob: bytes, features: int, name: str = "score_density.npz") -> ScoreDensity:
+        """The mixture in an .npz file's bytes; ValueError naming the file when it is not one over `features`."""
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-                arrays = {key: np.asarray(npz[key], np.float64) for key in LATENT_DENSITY_KEYS}
+                arrays = {key: np.asarray(npz[key], np.float64) for key in DENSITY_KEYS}
         except KeyError as exc:
-            raise ValueError(f"{name} is not a latent density: no array {exc}") from exc
+            raise ValueError(f"{name} is not a score density: no array {exc}") from exc
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{name} is not a valid .npz file: {exc}") from exc
         m = len(arrays["log_weights"])
-        want = {"log_weights": (m,), "means": (m, latent), "prec_chol": (m, latent, latent)}
+        want = {"log_weights": (m,), "means": (m, features), "prec_chol": (m, features, features)}
         for key, shape in want.items():
             if arrays[key].shape != shape:
                 raise ValueError(
-                    f"{name}: expected {key} shaped {shape} for latent size {latent}; got {arrays[key].shape}"
+                    f"{name}: expected {key} shaped {shape} for {features} features; got {arrays[key].shape}"
                 )
         diag = np.diagonal(arrays["prec_chol"], axis1=1, axis2=2)
         if m == 0 or not all(np.isfinite(a).all() for a in arrays.values()) or (diag <= 0).any():
@@ -161,7 +161,7 @@ class LatentDensity:
 
     def to_npz(self) -> bytes:
         buf = io.BytesIO()
-        arrays: dict[str, Any] = {key: np.asarray(getattr(self, key), np.float32) for key in LATENT_DENSITY_KEYS}
+        arrays: dict[str, Any] = {key: np.asarray(getattr(self, key), np.float32) for key in DENSITY_KEYS}
         np.savez(buf, **arrays)
         return buf.getvalue()
 
@@ -171,25 +171,28 @@ def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     return log_mean_exp(a, axis) + math.log(a.shape[axis])
 
 
+def density_features(mu: np.ndarray, nll: np.ndarray, complexity: np.ndarray) -> np.ndarray:
+    """(N, latent + 2): the encoder mean, log(1 + NLL) and log L(x): what the density score measures."""
+    return np.concatenate([np.asarray(mu, np.float64), score_features(nll, complexity)], axis=1)
+
+
 # -- unusual-input scores ------------------------------------------------------------------------
 # Higher = more unusual. Chosen by measurement (bench/ood.py; table in the README): raw -log p(x)
 # calls blank images *more* typical than digits (Nalisnick et al. 2019); subtracting the complexity
 # (Serra et al. 2020) fixes blanks but misses letters; "typicality" asks whether the pair
 # (log -log p(x), log L(x)) is typical of normal images (the Mahalanobis distance from that pair's
 # mean and covariance over normal images, stored at export) and catches everything but most letters;
-# "latent" (how unlikely the code is under the mixture of normal codes) catches letters best but
-# misses blank and noisy images; the default, "combined", adds the two (latent one-sided, weight 4):
-# an improbable code is unusual, a more probable one than usual is not.
+# the default, "density", models that pair jointly with the image's code, per digit class: a letter
+# may have a digit's likelihood and complexity, but not with the code it lands on.
 SCORES = {
-    "combined": "typicality + 4 * max(latent, 0) (default)",
+    "density": "-log density of (code, log NLL, log complexity) under normal images' mixture, "
+    "in standard deviations of normal images' (default)",
     "typicality": "Mahalanobis distance of (log NLL, log complexity) from normal images'",
-    "latent": "-log density of the code under the normal codes' mixture, in standard deviations of normal images'",
     "nll": "-log p(x) in nats (importance-weighted)",
     "nll-typicality": "|NLL - mean| / std over normal images",
     "complexity": "NLL - L(x): Serra et al. 2020's complexity-corrected likelihood, in nats",
 }
-DEFAULT_SCORE = "combined"
-LATENT_WEIGHT = 4.0
+DEFAULT_SCORE = "density"
 PERCENTILES = ("90", "95", "99", "99.9")
 
 
@@ -216,9 +219,9 @@ class ScoreStats:
     nll_std: float
     feature_mean: tuple[float, float]
     feature_cov: tuple[tuple[float, float], tuple[float, float]]
-    latent_mean: float  # of the latent NLL over held-out normal images
-    latent_std: float
-    latent_components: int  # Gaussians in the latent density (score_density.npz)
+    density_mean: float  # of the density NLL over held-out normal images
+    density_std: float
+    density_components: int  # Gaussians in the mixture (score_density.npz)
     percentiles: dict[str, dict[str, float]]  # score name -> percentile ("99") -> value on the normal images
 
     @classmethod
@@ -238,9 +241,9 @@ class ScoreStats:
                 float(d["nll_std"]),
                 as_pair(d["feature_mean"]),
                 (as_pair(d["feature_cov"][0]), as_pair(d["feature_cov"][1])),
-                float(d["latent_mean"]),
-                float(d["latent_std"]),
-                int(d["latent_components"]),
+                float(d["density_mean"]),
+                float(d["density_std"]),
+                int(d["density_components"]),
                 {s: {p: float(v) for p, v in ps.items()} for s, ps in d["percentiles"].items()},
             )
         except KeyError as exc:
@@ -253,7 +256,7 @@ class ScoreStats:
             len(stats.feature_mean) != 2
             or np.asarray(stats.feature_cov).shape != (2, 2)
             or stats.nll_std <= 0
-            or stats.latent_std <= 0
+            or stats.density_std <= 0
         ):
             raise ValueError(f"{name} is not valid score statistics: wrong shapes or a zero spread")
         return stats
@@ -262,13 +265,10 @@ class ScoreStats:
         d = {"format": SCORE_STATS_FORMAT, **asdict(self)}
         return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()
 
-    def compute(self, name: str, nll: np.ndarray, complexity: np.ndarray, latent: np.ndarray) -> np.ndarray:
-        """Score `name` for each image from its NLL, complexity and latent NLL (nats)."""
-        if name == "combined":
-            z = (latent - self.latent_mean) / self.latent_std
-            return self.compute("typicality", nll, complexity, latent) + LATENT_WEIGHT * np.maximum(z, 0.0)
-        if name == "latent":
-            return (latent - self.latent_mean) / self.latent_std
+    def compute(self, name: str, nll: np.ndarray, complexity: np.ndarray, density: np.ndarray) -> np.ndarray:
+        """Score `name` for each image from its NLL, complexity and density NLL (nats)."""
+        if name == "density":
+            return (density - self.density_mean) / self.density_std
         if name == "nll":
             return nll.copy()
         if name == "nll-typicality":
@@ -290,10 +290,10 @@ class ScoreStats:
 
 
 def build_score_stats(
-    nll: np.ndarray, complexity: np.ndarray, latent: np.ndarray, k: int, seed: int, source: str, components: int
+    nll: np.ndarray, complexity: np.ndarray, density: np.ndarray, k: int, seed: int, source: str, components: int
 ) -> ScoreStats:
-    """ScoreStats from the NLL, complexity and latent NLL of normal images (at least 10) that the
-    latent density was not fitted to; `components`: the density's Gaussians."""
+    """ScoreStats from the NLL, complexity and density NLL of normal images (at least 10) that the
+    mixture was not fitted to; `components`: the mixture's Gaussians."""
     if len(nll) < 10:
         raise ValueError(f"score statistics need at least 10 normal images; got {len(nll)}")
     f = score_features(nll, complexity)
@@ -307,13 +307,13 @@ def build_score_stats(
         float(nll.std(ddof=1)),
         as_pair(f.mean(axis=0)),
         (as_pair(cov[0]), as_pair(cov[1])),
-        float(latent.mean()),
-        float(latent.std(ddof=1)),
+        float(density.mean()),
+        float(density.std(ddof=1)),
         components,
         {},
     )
     pct = {
-        name: {p: float(np.percentile(base.compute(name, nll, complexity, latent), float(p))) for p in PERCENTILES}
+        name: {p: float(np.percentile(base.compute(name, nll, complexity, density), float(p))) for p in PERCENTILES}
         for name in SCORES
     }
     return ScoreStats(**{**asdict(base), "percentiles": pct})

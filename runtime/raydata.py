@@ -83,7 +83,9 @@ class VAEBatch:
         out = {name: values for name, values in batch.items() if name != self.column}
         if self.task == "score":
             result = self.vae.score(x, score=self.score, k=self.k, seed=self.seed)
-            out.update(score=result.score, nll=result.nll, complexity_nats=result.complexity, latent_nll=result.latent)
+            out.update(
+                score=result.score, nll=result.nll, complexity_nats=result.complexity, density_nll=result.density
+            )
         else:
             out["reconstruction"] = self.vae.reconstruct(x).reshape(len(x), -1)
         return out
@@ -143,7 +145,7 @@ def map_vae(
 
 
 def score_dataset(ds: ray.data.Dataset, **options: Any) -> ray.data.Dataset:
-    """Columns score, nll, complexity_nats and latent_nll (see `VAE.score`) beside the input's other columns."""
+    """Columns score, nll, complexity_nats and density_nll (see `VAE.score`) beside the input's other columns."""
     return map_vae(ds, "score", **options)
 
 

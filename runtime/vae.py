@@ -48,13 +48,13 @@ WIDE_ROWS = 64  # with threads=None, batches from this many rows run on all core
 @dataclass(frozen=True)
 class ScoreResult:
     """`VAE.score`'s answer, one entry per image: the score, -log p(x) and L(x) in nats, and the
-    latent NLL (-log density of the encoder mean under the mixture of normal codes, nats)."""
+    density NLL (-log density of the image's code, log NLL and log L(x) under normal images' mixture, nats)."""
 
     name: str
     score: NDArray[np.float64]
     nll: NDArray[np.float64]
     complexity: NDArray[np.float64]
-    latent: NDArray[np.float64]
+    density: NDArray[np.float64]
     k: int
 
 
@@ -117,7 +117,7 @@ class VAE:
         self.image_shape = self.files.image_shape
         self.pixels = self.image_shape[0] * self.image_shape[1]
         self._score_stats: lik.ScoreStats | None = None
-        self._latent_density: lik.LatentDensity | None = None
+        self._score_density: lik.ScoreDensity | None = None
         sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
         for session, spec in ((self.encoder, contract.ENCODER), (self.decoder, contract.DECODER)):
             check_session_signature(session, spec, sizes, self.fixed_batch, str(self.files.folder / spec.file))
@@ -353,10 +353,11 @@ class VAE:
     def score(self, x: ArrayLike, score: str = lik.DEFAULT_SCORE, k: int | None = None, seed: int = 0) -> ScoreResult:
         """How unusual each image is for this model: higher = more unusual (see `likelihood.SCORES`).
 
-        The default, "combined", flags inputs that are too unlikely *and* inputs that are too
-        simple to be likely (blank pages), measured against statistics of normal images stored at
-        export (score_stats.json), and inputs whose code is improbable under the normal images' codes
-        (score_density.npz). k defaults to the k those statistics were made with. The noise is
+        The default, "density", flags inputs whose code, likelihood and complexity together are
+        improbable for normal images: too unlikely, too simple to be likely (blank pages), or likely
+        enough but with a code that normal images of that likelihood do not have (letters). It is
+        measured against a mixture fitted to normal images at export (score_density.npz) and
+        statistics of held-out normal images (score_stats.json). k defaults to the k those statistics were made with. The noise is
         the same (k, latent) draw for every image (seeded by `seed`), so an image's score depends on
         the image alone, not on its batch. Pick a threshold with `threshold("99")` (the 99th
         percentile of normal images' scores) or from scores of your own normal images.
@@ -364,25 +365,25 @@ class VAE:
         if score not in lik.SCORES:
             raise ValueError(f"score must be one of {sorted(lik.SCORES)}; got {score!r}")
         stats = self.score_stats
-        nll, complexity, latent = self.score_inputs(x, stats.k if k is None else k, seed)
-        values = stats.compute(score, nll, complexity, latent)
-        return ScoreResult(score, values, nll, complexity, latent, stats.k if k is None else k)
+        nll, complexity, density = self.score_inputs(x, stats.k if k is None else k, seed)
+        values = stats.compute(score, nll, complexity, density)
+        return ScoreResult(score, values, nll, complexity, density, stats.k if k is None else k)
 
     def score_inputs(
         self, x: ArrayLike, k: int, seed: int = 0
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """(-log p(x), L(x), latent distance) per image: what every score is computed from.
+        """(-log p(x), L(x), density NLL) per image: what every score is computed from.
 
         -log p(x) is the importance-weighted estimate in nats with the same (k, latent) noise for every
         image (seeded by `seed`); L(x) is the zlib-compressed length of the 8-bit pixels in nats (Serra
-        et al. 2020); the latent NLL is -log of the encoder mean under the mixture of normal codes stored
-        with the model (`likelihood.LatentDensity`).
+        et al. 2020); the density NLL is -log of (encoder mean, log(1 + NLL), log L(x)) under the mixture of
+        normal images' stored with the model (`likelihood.ScoreDensity`).
         """
         xs, _ = self._check_images(x)
         nll, complexity = self.measure_nll_complexity(xs, k, seed)
         mu, _ = self.encode(xs)
-        latent = self.latent_density.nll(mu)
-        return nll, complexity, latent
+        density = self.score_density.nll(lik.density_features(mu, nll, complexity))
+        return nll, complexity, density
 
     def measure_nll_complexity(
         self, x: ArrayLike, k: int, seed: int = 0
@@ -402,15 +403,16 @@ class VAE:
         return nll, complexity
 
     @property
-    def latent_density(self) -> lik.LatentDensity:
-        """The latent score's Gaussian mixture over normal images' encoder means (from the model folder)."""
-        if self._latent_density is None:
+    def score_density(self) -> lik.ScoreDensity:
+        """The density score's Gaussian mixture over normal images' score features (from the model folder)."""
+        if self._score_density is None:
             blob = self.files.extra(contract.SCORE_DENSITY_FILE, "unusual-input scores")
             try:
-                self._latent_density = lik.LatentDensity.from_npz(blob, self.latent, contract.SCORE_DENSITY_FILE)
+                features = self.latent + 2
+                self._score_density = lik.ScoreDensity.from_npz(blob, features, contract.SCORE_DENSITY_FILE)
             except ValueError as exc:
                 raise ModelError(f"{self.files.folder / contract.SCORE_DENSITY_FILE}: {exc}") from exc
-        return self._latent_density
+        return self._score_density
 
     @property
     def score_stats(self) -> lik.ScoreStats:

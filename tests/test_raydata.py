@@ -59,7 +59,7 @@ def test_20000_images_score_as_in_one_process_in_order(cluster: object, images: 
     np.testing.assert_array_equal(got["score"].to_numpy(), want.score)
     np.testing.assert_array_equal(got["nll"].to_numpy(), want.nll)
     np.testing.assert_array_equal(got["complexity_nats"].to_numpy(), want.complexity)
-    np.testing.assert_array_equal(got["latent_nll"].to_numpy(), want.latent)
+    np.testing.assert_array_equal(got["density_nll"].to_numpy(), want.density)
 
 
 def test_20000_images_reconstruct_as_in_one_process_in_order(cluster: object, images: np.ndarray) -> None:
