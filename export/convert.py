@@ -159,7 +159,8 @@ EXTRA_ROLES = {
     contract.GOLDEN_FILE: "golden vectors: fixed inputs and PyTorch outputs (edgevae selftest)",
     contract.GOLDEN_SPEC_FILE: "golden vector tolerances and how to check them",
     contract.SCORE_STATS_FILE: "statistics of normal images for the unusual-input scores (edgevae score)",
-    contract.SCORE_DENSITY_FILE: "Gaussian mixture over normal images' score features: the density score (edgevae score)",
+    contract.SCORE_DENSITY_FILE: "Gaussian mixture over normal images' score features: "
+    "the density score (edgevae score)",
     contract.REQUIRED_OPERATORS_FILE: "operators of the .ort graphs, for a minimal onnxruntime build",
 }
 
