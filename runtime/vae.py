@@ -359,8 +359,9 @@ class VAE:
         measured against a mixture fitted to normal images at export (score_density.npz) and
         statistics of held-out normal images (score_stats.json). k defaults to the k those
         statistics were made with. The noise is the same (k, latent) draw for every image (seeded
-        by `seed`), so an image's score depends on the image alone, not on its batch. Pick a threshold with `threshold("99")` (the 99th
-        percentile of normal images' scores) or from scores of your own normal images.
+        by `seed`), so an image's score depends on the image alone, not on its batch. Pick a
+        threshold with `threshold("99")` (the 99th percentile of normal images' scores) or from
+        scores of your own normal images.
         """
         if score not in lik.SCORES:
             raise ValueError(f"score must be one of {sorted(lik.SCORES)}; got {score!r}")
