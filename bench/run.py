@@ -137,6 +137,8 @@ COLD_RUNTIME = (
     "import time; t = time.perf_counter(); from edgevae.runtime import VAE; "
     "VAE(device='cpu').sample(1, seed=0); print(time.perf_counter() - t); " + HWM
 )
+# The floor under any numpy + onnxruntime runtime: the interpreter and those two imports.
+COLD_FLOOR = "import time; t = time.perf_counter(); import numpy, onnxruntime; print(time.perf_counter() - t); " + HWM
 COLD_TORCH = (
     "import time; t = time.perf_counter(); import torch; from edgevae.train import checkpoint; "
     "e, d = checkpoint.load_pair('artifacts/checkpoints'); g = torch.Generator().manual_seed(0); "
@@ -147,9 +149,10 @@ COLD_TORCH = (
 def cold_start(rounds: int) -> dict[str, Any]:
     """New process: interpreter, import, load, first sample. Wall time seen by the parent, the child's
     own import-to-sample time, and its peak RSS (wait4's ru_maxrss)."""
-    result: dict[str, dict[str, list[float]]] = {"runtime": {}, "torch": {}}
+    result: dict[str, dict[str, list[float]]] = {"runtime": {}, "floor": {}, "torch": {}}
+    contenders = (("runtime", COLD_RUNTIME), ("floor", COLD_FLOOR), ("torch", COLD_TORCH))
     for r in range(rounds):
-        for name, code in (("runtime", COLD_RUNTIME), ("torch", COLD_TORCH))[:: 1 if r % 2 == 0 else -1]:
+        for name, code in contenders[:: 1 if r % 2 == 0 else -1]:
             t0 = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
             wall = time.perf_counter() - t0
@@ -258,6 +261,8 @@ def render(report: dict[str, Any]) -> str:
         f"| edgevae runtime | {c['runtime']['process_wall_s']['median']:.3f} | "
         f"{c['runtime']['import_to_first_sample_s']['median']:.3f} | {c['runtime']['peak_rss_mib']['median']:.0f} | "
         f"{s['edgevae[cpu]_mib']:.0f} |",
+        f"| numpy + onnxruntime imports alone (the floor) | {c['floor']['process_wall_s']['median']:.3f} | "
+        f"{c['floor']['import_to_first_sample_s']['median']:.3f} | {c['floor']['peak_rss_mib']['median']:.0f} | - |",
         f"| torch | {c['torch']['process_wall_s']['median']:.3f} | "
         f"{c['torch']['import_to_first_sample_s']['median']:.3f} | "
         f"{c['torch']['peak_rss_mib']['median']:.0f} | {s['torch_mib']:.0f} |",

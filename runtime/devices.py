@@ -8,9 +8,12 @@ Nothing here imports onnxruntime or torch.
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from .errors import DeviceError
+
+if TYPE_CHECKING:  # argparse is imported by the CLIs that use the flag, not at every load (cold start)
+    import argparse
 
 AUTO, CPU_DEVICE, CUDA_DEVICE = "auto", "cpu", "cuda"
 DEVICES = (AUTO, CPU_DEVICE, CUDA_DEVICE)

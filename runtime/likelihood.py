@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -140,6 +139,8 @@ class ScoreDensity:
     @classmethod
     def from_npz(cls, blob: bytes, features: int, name: str = "score_density.npz") -> ScoreDensity:
         """The mixture in an .npz file's bytes; ValueError naming the file when it is not one over `features`."""
+        import zipfile  # here, not at import: only this reader needs it (cold start)
+
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
                 arrays = {key: np.asarray(npz[key], np.float64) for key in DENSITY_KEYS}
