@@ -12,7 +12,7 @@ DATA_DIR    ?= $(EDGEVAE_DATA_DIR)
 TRAIN_ARGS  ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv train export ship test lint wheel bench ood quality ablation compat cuda-check cuda-venv clean
+.PHONY: venv train export ship test lint wheel bench profile ood quality ablation compat cuda-check cuda-venv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ wheel: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+## profile: the decoder's time per node at batch 1024, 1 thread, from onnxruntime's profiler (ARGS="--variant int8 ...")
+profile: venv
+	$(BIN)/python bench/profile.py $(ARGS)
 
 ## ood: AUROC of each unusual-input score against MNIST test digits (needs DATA_DIR); writes artifacts/ood.json
 ood: venv
