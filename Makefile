@@ -11,12 +11,16 @@ MODEL_DIR   := runtime/models/$(MODEL)
 DATA_DIR    ?= $(EDGEVAE_DATA_DIR)
 TRAIN_ARGS  ?=
 PYTEST_ARGS ?=
+# The onnxruntime that export's int8 quantizer and .ort converter ran under for the shipped models:
+# another release writes different bytes (1.32.0 grew each int8 graph by 66-132 bytes), and
+# tests/test_variants.py checks the shipped variants byte for byte. The runtime itself takes >= 1.16.
+EXPORT_ORT  ?= 1.31.1
 
 .PHONY: venv train export ship test lint wheel bench profile ood quality ablation compat cuda-check cuda-venv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[train,cpu,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,cpu,dev]' 'onnxruntime==$(EXPORT_ORT)'
 	touch $@
 
 venv: $(BIN)/.installed
