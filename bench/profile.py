@@ -14,6 +14,7 @@ import argparse
 import json
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,15 @@ from edgevae.runtime import VAE, contract
 MATMULS = {"Gemm", "FusedGemm", "MatMul", "FusedMatMul", "MatMulInteger", "DynamicQuantizeMatMul", "QGemm"}
 
 
-def profile_graph(vae: VAE, graph: str, batch: int, threads: int, runs: int) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class NodeTime:
+    node: str
+    op: str
+    us: float  # median kernel time per call
+    share: float  # of all kernels' time
+
+
+def profile_graph(vae: VAE, graph: str, batch: int, threads: int, runs: int) -> list[NodeTime]:
     """Median kernel time per call of each node of one graph, in the order they ran."""
     spec = contract.ENCODER if graph == "encoder" else contract.DECODER
     blob = vae.files.blobs[graph]
@@ -51,17 +60,15 @@ def profile_graph(vae: VAE, graph: str, batch: int, threads: int, runs: int) -> 
             node = event["name"][: -len("_kernel_time")]
             per_node[node].append(float(event["dur"]))
             op_of[node] = event.get("args", {}).get("op_name", "?")
-    rows = [{"node": n, "op": op_of[n], "us": float(np.median(t[len(t) // 5 :]))} for n, t in per_node.items()]
-    total = sum(float(r["us"]) for r in rows)  # type: ignore[arg-type]
-    for r in rows:
-        r["share"] = float(r["us"]) / total if total else 0.0  # type: ignore[arg-type]
-    return rows
+    medians = {n: float(np.median(t[len(t) // 5 :])) for n, t in per_node.items()}
+    total = sum(medians.values()) or 1.0
+    return [NodeTime(n, op_of[n], us, us / total) for n, us in medians.items()]
 
 
-def render(rows: list[dict[str, object]], title: str) -> str:
+def render(rows: list[NodeTime], title: str) -> str:
     lines = [title, "", "| node | op | median us per call | share |", "|---|---|---:|---:|"]
-    lines += [f"| {r['node']} | {r['op']} | {float(r['us']):,.0f} | {float(r['share']):.0%} |" for r in rows]  # type: ignore[arg-type]
-    matmul = sum(float(r["share"]) for r in rows if r["op"] in MATMULS)  # type: ignore[arg-type]
+    lines += [f"| {r.node} | {r.op} | {r.us:,.0f} | {r.share:.0%} |" for r in rows]
+    matmul = sum(r.share for r in rows if r.op in MATMULS)
     lines += ["", f"Matrix products: {matmul:.0%} of kernel time; the rest is everything else."]
     return "\n".join(lines)
 

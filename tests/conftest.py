@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -20,6 +21,11 @@ DEVICES = [
     pytest.param("cpu", id="cpu"),
     pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA_REASON)]),
 ]
+
+
+def assert_same_bytes(got: bytes, want: bytes, message: str) -> None:
+    """got == want, compared by sha256: pytest's diff of two different large byte strings runs for hours."""
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(want).hexdigest(), message
 
 
 def find_data_dir() -> Path | None:

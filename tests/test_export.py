@@ -20,7 +20,7 @@ from edgevae.export.validate import ParityError, ShapeError, max_diff, measure_p
 from edgevae.runtime import contract
 from edgevae.train import checkpoint
 
-from conftest import RELEASED_CHECKPOINTS, SHIPPED_MODEL
+from conftest import RELEASED_CHECKPOINTS, SHIPPED_MODEL, assert_same_bytes
 
 
 def session(folder: Path, graph: str) -> ort.InferenceSession:
@@ -121,8 +121,9 @@ def test_shipped_graphs_are_what_export_produces(name: str) -> None:
     _, blobs = build_graphs(checkpoints)
     manifest = json.loads((shipped / contract.MANIFEST_FILE).read_text())
     for graph, spec in contract.GRAPHS.items():
-        digests = (hashlib.sha256(b).hexdigest() for b in ((shipped / spec.file).read_bytes(), blobs[graph]))
-        assert len(set(digests)) == 1, f"{name} {spec.file} drifted: make ship MODEL={name}"
+        assert_same_bytes(
+            (shipped / spec.file).read_bytes(), blobs[graph], f"{name} {spec.file} drifted: make ship MODEL={name}"
+        )
         assert manifest["files"][spec.file]["sha256"] == hashlib.sha256(blobs[graph]).hexdigest()
 
 

@@ -19,7 +19,7 @@ from edgevae.runtime.cli import main
 from edgevae.runtime.model import load_model_files
 from edgevae.runtime.selftest import run_selftest
 
-from conftest import DEVICES, RELEASED_CHECKPOINTS, SHIPPED_MODEL
+from conftest import DEVICES, RELEASED_CHECKPOINTS, SHIPPED_MODEL, assert_same_bytes
 
 NAMES = list(contract.VARIANTS)
 
@@ -146,10 +146,6 @@ def test_fixed_shape_graphs_pass_the_mobile_usability_check() -> None:
         check_mobile_usability(dynamic)  # the dynamic batch axis keeps NNAPI and CoreML away
 
 
-def sha256(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()
-
-
 # int8 quantization and .ort conversion are onnxruntime's: the bytes depend on its release
 DRIFT = f"onnxruntime {ort.__version__} here; the shipped models were exported under the Makefile's EXPORT_ORT"
 
@@ -166,8 +162,7 @@ def test_shipped_variants_are_what_export_produces() -> None:
             file = contract.VARIANTS[name].file(graph)
             shipped = (SHIPPED_MODEL / file).read_bytes()
             if name != "ort":
-                # digests, not bytes: pytest's diff of two different 170 KB byte strings takes hours
-                assert sha256(shipped) == sha256(blob), f"{file} drifted ({DRIFT})"
+                assert_same_bytes(shipped, blob, f"{file} drifted ({DRIFT})")
                 continue
             assert len(shipped) == len(blob), f"{file} drifted ({DRIFT})"
             spec = contract.GRAPHS[graph]
@@ -179,7 +174,7 @@ def test_shipped_variants_are_what_export_produces() -> None:
             )
             assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
     for name, blob in extras.items():
-        assert sha256((SHIPPED_MODEL / name).read_bytes()) == sha256(blob), f"{name} drifted ({DRIFT})"
+        assert_same_bytes((SHIPPED_MODEL / name).read_bytes(), blob, f"{name} drifted ({DRIFT})")
 
 
 def test_unknown_variant_names_what_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
