@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -137,7 +138,7 @@ def runtime_cells(threads: int | None, variant: str) -> dict[str, Callable[[int]
     return {"encoder": encode, "decoder": decode, "sample": sample, "reconstruct": reconstruct}
 
 
-def gemm_cells(threads: int) -> dict[str, list[float]]:
+def gemm_cells(threads: int, budget_s: float) -> dict[str, list[float]]:
     """Seconds per call of the decoder's two GEMMs at batch 1024 (numpy and onnxruntime MatMul), and
     of a square 1024^3 sgemm in numpy. FLOP counts are in bench/run.py."""
     import onnx
@@ -152,8 +153,8 @@ def gemm_cells(threads: int) -> dict[str, list[float]]:
     a = rng.standard_normal((1024, 1024), dtype=np.float32)
     out: dict[str, list[float]] = {}
     with threadpool_limits(limits=threads, user_api="blas"):
-        out["numpy-decoder-gemms"] = time_calls(lambda: (z @ w1) @ w2, 0.5)
-        out["numpy-square-1024"] = time_calls(lambda: a @ a, 0.5, 200)
+        out["numpy-decoder-gemms"] = time_calls(lambda: (z @ w1) @ w2, budget_s)
+        out["numpy-square-1024"] = time_calls(lambda: a @ a, budget_s, 200)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["z", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])],
         "gemms",
@@ -165,7 +166,7 @@ def gemm_cells(threads: int) -> dict[str, list[float]]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    out["onnxruntime-decoder-gemms"] = time_calls(lambda: sess.run(None, {"z": z}), 0.5)
+    out["onnxruntime-decoder-gemms"] = time_calls(lambda: sess.run(None, {"z": z}), budget_s)
     del onnx
     return out
 
@@ -232,7 +233,7 @@ def main() -> None:
     args = p.parse_args()
     threads = None if args.threads == "default" else int(args.threads)
     if args.contender == "gemm":
-        result: dict[str, object] = gemm_cells(threads or 1)
+        result: dict[str, object] = gemm_cells(threads or os.cpu_count() or 1, args.budget)
     elif args.contender == "throughput":
         result = throughput([1, 2, 4])
     elif args.contender == "cold":
