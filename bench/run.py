@@ -6,7 +6,7 @@ the table gives the median and the spread (p10-p90). Contenders: PyTorch eager (
 inference_mode, same thread count), torch.compile, a bare onnxruntime `session.run`, the edgevae
 runtime on each variant, and the best GEMM rate (numpy sgemm and an onnxruntime MatMul on the
 decoder's shapes), timed in the same rounds as the decoder it is compared with. Each target is a
-ratio taken within one round (its contenders ran minutes apart at most, never in different phases
+ratio taken within one round (its contenders ran a minute or two apart at most, never in different phases
 of the run); the verdict reads the median of those per-round ratios, shown with their p10-p90.
 Also: cold start and peak RSS of the runtime and the torch path, installed sizes, many small
 requests from several threads, and export time and file sizes.
