@@ -62,7 +62,7 @@ bench: venv
 
 ## profile: the decoder's time per node at batch 1024, 1 thread, from onnxruntime's profiler (ARGS="--variant int8 ...")
 profile: venv
-	$(BIN)/python bench/profile.py $(ARGS)
+	$(BIN)/python bench/profile_nodes.py $(ARGS)
 
 ## ood: AUROC of each unusual-input score against MNIST test digits (needs DATA_DIR); writes artifacts/ood.json
 ood: venv

@@ -5,7 +5,8 @@ the contenders alternate, round after round, and every per-call time of every ro
 the table gives the median and the spread (p10-p90). Contenders: PyTorch eager (same weights,
 inference_mode, same thread count), torch.compile, a bare onnxruntime `session.run`, the edgevae
 runtime on each variant, and the best GEMM rate (numpy sgemm and an onnxruntime MatMul on the
-decoder's shapes), timed in the same rounds as the decoder it is compared with. Each target is a
+decoder's shapes; onnxruntime's integer MatMulInteger for the int8 build), timed in the same rounds
+as the decoder it is compared with. Each target is a
 ratio taken within one round (its contenders ran a minute or two apart at most, never in different phases
 of the run); the verdict reads the median of those per-round ratios, shown with their p10-p90.
 Also: cold start and peak RSS of the runtime and the torch path, installed sizes, many small
@@ -45,8 +46,12 @@ GEMM_FLOP = {
     "numpy-decoder-gemms": DECODER_FLOP,
     "onnxruntime-decoder-gemms": DECODER_FLOP,
     "numpy-square-1024": SQUARE_FLOP,
+    # integer GEMMs: integer ops (2 per multiply-add), so their rates compare with the GFLOP/s above
+    "onnxruntime-int8-decoder-gemms": DECODER_FLOP,
+    "onnxruntime-int8-square-1024": SQUARE_FLOP,
 }
 SAME_SHAPE_GEMMS = ("numpy-decoder-gemms", "onnxruntime-decoder-gemms")
+INT8_GEMMS = "onnxruntime-int8-decoder-gemms"
 # Environment for the numpy GEMM worker: OpenBLAS core-type overrides slow current numpy (env notes).
 GEMM_ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
 
@@ -137,7 +142,11 @@ def gemm_report(timing: dict[str, Any], threads_list: list[int]) -> dict[str, An
             continue
         g = {cell: {**stat, "gflops": GEMM_FLOP[cell] / stat["median_s"] / 1e9} for cell, stat in by[GEMM].items()}
         g["decoder_gflops"] = DECODER_FLOP / by["runtime-fp32"]["decoder/1024"]["median_s"] / 1e9
-        g["decoder_fraction_of_best"] = float(np.median(gemm_fractions(timing["rounds"][str(threads)])))
+        rounds = timing["rounds"][str(threads)]
+        g["decoder_fraction_of_best"] = float(np.median(gemm_fractions(rounds)))
+        if INT8_GEMMS in by[GEMM] and "decoder/1024" in by.get("runtime-int8", {}):
+            g["int8_decoder_gops"] = DECODER_FLOP / by["runtime-int8"]["decoder/1024"]["median_s"] / 1e9
+            g.update({k: median_or_none(v) for k, v in int8_gemm_ratios(rounds).items()})
         out[str(threads)] = g
     out["blas"] = [
         {k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for i in threadpool_info()
@@ -160,6 +169,20 @@ def gemm_fractions(by: dict[str, Any]) -> list[float]:
     ]
     dec = by.get("runtime-fp32", {}).get("decoder/1024", [])
     return [g / d for g, d in zip(best, dec, strict=False) if g is not None and d is not None]
+
+
+def int8_gemm_ratios(by: dict[str, Any]) -> dict[str, list[float]]:
+    """Per round: the int8 decoder's share of its time spent in its integer GEMMs (the GEMMs' time
+    over the decoder's), and torch fp32's decoder time over those GEMMs' time: the most the int8
+    decoder could gain over torch if nothing but its integer GEMMs took time (batch 1024)."""
+    return {
+        "int8_decoder_gemm_share": per_round_ratios(by, (GEMM, INT8_GEMMS), ("runtime-int8", "decoder/1024")),
+        "torch_over_int8_gemms": per_round_ratios(by, ("torch", "decoder/1024"), (GEMM, INT8_GEMMS)),
+    }
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 # The child reports its own time from first import to first sample, and VmHWM: the peak resident set
@@ -331,6 +354,23 @@ def render(report: dict[str, Any]) -> str:
             f"{g['onnxruntime-decoder-gemms']['gflops']:.1f} | {g['numpy-square-1024']['gflops']:.1f} | "
             f"{g['decoder_gflops']:.1f} | {g['decoder_fraction_of_best']:.0%} |"
         )
+    int8 = {t: g for t, g in report["gemm"].items() if t != "blas" and "int8_decoder_gops" in g}
+    if int8:
+        lines += [
+            "",
+            "### Integer GEMM rate (batch 1024; integer ops/s, 2 per multiply-add)",
+            "",
+            "| threads | onnxruntime MatMulInteger, decoder shapes | MatMulInteger 1024^3 | runtime int8 decoder | "
+            "int8 decoder's time in its integer GEMMs | torch fp32 decoder / integer GEMMs |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for threads, g in int8.items():
+            share, bound = g.get("int8_decoder_gemm_share"), g.get("torch_over_int8_gemms")
+            lines.append(
+                f"| {threads} | {g[INT8_GEMMS]['gflops']:.1f} GOP/s | "
+                f"{g['onnxruntime-int8-square-1024']['gflops']:.1f} | {g['int8_decoder_gops']:.1f} | "
+                f"{'-' if share is None else f'{share:.0%}'} | {'-' if bound is None else f'{bound:.2f}x'} |"
+            )
     tp = report["timing"].get("throughput", {})
     if tp:
         kinds = list(dict.fromkeys(k.rsplit("/", 1)[0] for k in tp))

@@ -17,8 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used: the cold-start contender must not pay for them
+    import onnx
+    import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "runtime" / "models" / "default"
@@ -139,10 +144,11 @@ def runtime_cells(threads: int | None, variant: str) -> dict[str, Callable[[int]
 
 
 def gemm_cells(threads: int, budget_s: float) -> dict[str, list[float]]:
-    """Seconds per call of the decoder's two GEMMs at batch 1024 (numpy and onnxruntime MatMul), and
-    of a square 1024^3 sgemm in numpy. FLOP counts are in bench/run.py."""
+    """Seconds per call of the decoder's two GEMMs at batch 1024 (numpy and onnxruntime MatMul), of a
+    square 1024^3 sgemm in numpy, and of onnxruntime's integer GEMM (MatMulInteger, uint8 x int8 ->
+    int32, the kernel under the int8 variant's DynamicQuantizeMatMul) on the decoder's two shapes and
+    on 1024^3. FLOP (and integer op) counts are in bench/run.py."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     from threadpoolctl import threadpool_limits
 
@@ -162,13 +168,46 @@ def gemm_cells(threads: int, budget_s: float) -> dict[str, list[float]]:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 784])],
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
     )
+    sess = start_gemm_session(graph, threads)
+    out["onnxruntime-decoder-gemms"] = time_calls(lambda: sess.run(None, {"z": z}), budget_s)
+    # The integer GEMMs take uint8 activations and int8 weights, as the int8 variant's do; their int32
+    # results are graph outputs (an unused one would be pruned), so both products are timed.
+    feeds = {"zq": rng.integers(0, 256, (1024, 20), np.uint8), "hq": rng.integers(0, 256, (1024, 200), np.uint8)}
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMulInteger", ["zq", "w1q"], ["h32"]),
+            helper.make_node("MatMulInteger", ["hq", "w2q"], ["y32"]),
+        ],
+        "int8-gemms",
+        [helper.make_tensor_value_info(n, TensorProto.UINT8, ["batch", v.shape[1]]) for n, v in feeds.items()],
+        [helper.make_tensor_value_info(n, TensorProto.INT32, ["batch", k]) for n, k in (("h32", 200), ("y32", 784))],
+        [numpy_helper.from_array(rng.integers(-127, 128, w.shape, np.int8), n) for n, w in (("w1q", w1), ("w2q", w2))],
+    )
+    sess_int8 = start_gemm_session(graph, threads)
+    out["onnxruntime-int8-decoder-gemms"] = time_calls(lambda: sess_int8.run(None, feeds), budget_s)
+    aq = rng.integers(0, 256, (1024, 1024), np.uint8)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["aq", "bq"], ["c32"])],
+        "int8-square",
+        [helper.make_tensor_value_info("aq", TensorProto.UINT8, [1024, 1024])],
+        [helper.make_tensor_value_info("c32", TensorProto.INT32, [1024, 1024])],
+        [numpy_helper.from_array(rng.integers(-127, 128, (1024, 1024), np.int8), "bq")],
+    )
+    sess_square = start_gemm_session(graph, threads)
+    out["onnxruntime-int8-square-1024"] = time_calls(lambda: sess_square.run(None, {"aq": aq}), budget_s, 200)
+    del onnx
+    return out
+
+
+def start_gemm_session(graph: onnx.GraphProto, threads: int) -> ort.InferenceSession:
+    """A CPU session of a one-off GEMM graph (opset 17) on `threads` intra-op threads."""
+    import onnxruntime as ort
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    out["onnxruntime-decoder-gemms"] = time_calls(lambda: sess.run(None, {"z": z}), budget_s)
-    del onnx
-    return out
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 def throughput(threads_list: list[int], seconds: float = 1.0) -> dict[str, list[float]]:

@@ -82,3 +82,15 @@ def test_targets_from_a_report(bench: ModuleType) -> None:
     assert fraction["value"] == pytest.approx(0.8) and fraction["measured"].startswith("80% ")
     assert got["cold start < 0.25 s (process wall)"]["met"] is True
     assert got["cold start peak RSS < 80 MiB"]["measured"].startswith("67 MiB")
+
+
+def test_int8_gemm_ratios_pair_rounds(bench: ModuleType) -> None:
+    by = {
+        "gemm": {"onnxruntime-int8-decoder-gemms": [1.0, 2.0, None]},
+        "runtime-int8": {"decoder/1024": [2.0, 2.5, 3.0]},
+        "torch": {"decoder/1024": [5.0, 5.0, 5.0]},
+    }
+    got = bench.int8_gemm_ratios(by)
+    assert got == {"int8_decoder_gemm_share": [0.5, 0.8], "torch_over_int8_gemms": [5.0, 2.5]}
+    assert bench.median_or_none(got["torch_over_int8_gemms"]) == pytest.approx(3.75)
+    assert bench.median_or_none([]) is None

@@ -1,4 +1,4 @@
-"""bench/profile.py: onnxruntime's per-node profile of a graph, as `make profile` prints it."""
+"""bench/profile_nodes.py: onnxruntime's per-node profile of a graph, as `make profile` prints it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 )
 def test_profile_lists_every_kernel_with_shares_that_add_up(args: list[str], ops: set[str]) -> None:
     out = subprocess.run(
-        [sys.executable, "bench/profile.py", *args], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "bench/profile_nodes.py", *args], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert ops <= {r[1].strip() for r in rows}, out
@@ -29,3 +29,10 @@ def test_profile_lists_every_kernel_with_shares_that_add_up(args: list[str], ops
     assert abs(sum(shares) - 100) <= len(shares), out  # each share is rounded to a whole percent
     assert "batch 1," in out.splitlines()[0] if "b1" in args else "batch 8," in out.splitlines()[0]
     assert "Matrix products:" in out
+
+
+def test_no_bench_script_hides_a_standard_library_module() -> None:
+    # Python puts a script's own folder first on sys.path, so bench/profile.py once stood in for the
+    # standard library's `profile` inside every bench worker, and torch.compile failed on it.
+    names = {p.stem for p in (REPO / "bench").glob("*.py")}
+    assert names and not names & set(sys.stdlib_module_names)

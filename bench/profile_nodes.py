@@ -1,6 +1,6 @@
 """Where a graph's time goes, node by node, from onnxruntime's own profiler: `make profile`.
 
-    .venv/bin/python bench/profile.py [--graph decoder] [--variant fp32] [--batch 1024] [--threads 1] [--runs 50]
+    .venv/bin/python bench/profile_nodes.py [--graph decoder] [--variant fp32] [--batch 1024] [--threads 1] [--runs 50]
 
 Runs one graph of the packaged model (or --model DIR) on the CPU provider with profiling on, reads
 the profile onnxruntime writes, and prints each node after graph optimization (fusions included)
