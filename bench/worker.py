@@ -148,7 +148,6 @@ def gemm_cells(threads: int, budget_s: float) -> dict[str, list[float]]:
     square 1024^3 sgemm in numpy, and of onnxruntime's integer GEMM (MatMulInteger, uint8 x int8 ->
     int32, the kernel under the int8 variant's DynamicQuantizeMatMul) on the decoder's two shapes and
     on 1024^3. FLOP (and integer op) counts are in bench/run.py."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from threadpoolctl import threadpool_limits
 
@@ -195,7 +194,6 @@ def gemm_cells(threads: int, budget_s: float) -> dict[str, list[float]]:
     )
     sess_square = start_gemm_session(graph, threads)
     out["onnxruntime-int8-square-1024"] = time_calls(lambda: sess_square.run(None, {"aq": aq}), budget_s, 200)
-    del onnx
     return out
 
 
