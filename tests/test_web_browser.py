@@ -53,6 +53,8 @@ def test_page_loads_and_its_selftest_passes(browser: Any, site: str, variant: st
     assert page.inner_text("#selftest").startswith(f"{variant}, onnxruntime-web WASM: pass")
     assert f"Variant in use: {variant} " in page.inner_text("#variant-info")
     assert page.is_hidden("#error")
+    together = "async () => (await Promise.all([1, 2, 3].map((s) => edgevae.vae.sample(2, s)))).map((b) => b.rows)"
+    assert page.evaluate(together) == [2, 2, 2]  # calls at once all complete
     page.close()
 
 

@@ -35,16 +35,23 @@ const MAX_ROWS = 16384; // rows per call: 16384 images of 784 pixels are 51 MB o
 export function asBatch(value, cols, name, unit = false) {
   const flat = value?.data ?? value;
   if (!(flat instanceof Float32Array || Array.isArray(flat))) {
-    throw new TypeError(`${name}: expected a Float32Array, an array of numbers or {data, rows, cols}; got ${typeof value}`);
+    throw new TypeError(
+      `${name}: expected a Float32Array, an array of numbers or {data, rows, cols}; got ${typeof value}`,
+    );
   }
   const rows = flat.length / cols;
   if (!Number.isInteger(rows) || rows < 1 || rows > MAX_ROWS || (value.cols !== undefined && value.cols !== cols)) {
-    throw new RangeError(`${name}: expected 1 to ${MAX_ROWS} rows of ${cols} values; got ${flat.length} values${value.cols !== undefined ? ` in rows of ${value.cols}` : ''}`);
+    const layout = value.cols !== undefined ? ` in rows of ${value.cols}` : '';
+    throw new RangeError(
+      `${name}: expected 1 to ${MAX_ROWS} rows of ${cols} values; got ${flat.length} values${layout}`,
+    );
   }
   const data = Float32Array.from(flat);
   const bad = data.findIndex((v) => !Number.isFinite(v) || (unit && (v < 0 || v > 1)));
   if (bad >= 0) {
-    throw new RangeError(`${name}: expected finite values${unit ? ' in [0, 1]' : ''}; got ${flat[bad]} in row ${Math.floor(bad / cols)}`);
+    throw new RangeError(
+      `${name}: expected finite values${unit ? ' in [0, 1]' : ''}; got ${flat[bad]} in row ${Math.floor(bad / cols)}`,
+    );
   }
   return { data, rows, cols };
 }
@@ -76,7 +83,9 @@ export class VAE {
       const found = [sessions[graph].inputNames, sessions[graph].outputNames];
       const wanted = [spec.inputs.map((t) => t.name), spec.outputs.map((t) => t.name)];
       if (JSON.stringify(found) !== JSON.stringify(wanted)) {
-        throw new ModelError(`${where}${file}: graph tensors ${JSON.stringify(found)} differ from the contract ${JSON.stringify(wanted)}`);
+        throw new ModelError(
+          `${where}${file}: graph tensors ${JSON.stringify(found)} differ from the contract ${JSON.stringify(wanted)}`,
+        );
       }
     }
     return new VAE(ort, folder, variant, sessions);
@@ -118,7 +127,9 @@ export class VAE {
       }
       outs.push(await this.sessions[graph].run(tensors, names));
     }
-    return Object.fromEntries(names.map((n) => [n, outs.length === 1 ? outs[0][n].data : concat(outs.map((o) => o[n].data))]));
+    return Object.fromEntries(
+      names.map((n) => [n, outs.length === 1 ? outs[0][n].data : concat(outs.map((o) => o[n].data))]),
+    );
   }
 
   /**
@@ -128,7 +139,9 @@ export class VAE {
    * @returns {Batch}
    */
   sampleLatent(n, seed) {
-    if (!Number.isInteger(n) || n < 1 || n > MAX_ROWS) throw new RangeError(`n must be an integer from 1 to ${MAX_ROWS}; got ${n}`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_ROWS) {
+      throw new RangeError(`n must be an integer from 1 to ${MAX_ROWS}; got ${n}`);
+    }
     return { data: standardNormal(seed, n * this.latent), rows: n, cols: this.latent };
   }
 
@@ -160,9 +173,13 @@ export class VAE {
 
   /** `steps` images decoded along the straight line between the latent means of images a and b. */
   async interpolate(a, b, steps = 10) {
-    if (!Number.isInteger(steps) || steps < 2 || steps > MAX_ROWS) throw new RangeError(`steps must be an integer from 2 to ${MAX_ROWS}; got ${steps}`);
+    if (!Number.isInteger(steps) || steps < 2 || steps > MAX_ROWS) {
+      throw new RangeError(`steps must be an integer from 2 to ${MAX_ROWS}; got ${steps}`);
+    }
     const ends = [asBatch(a, this.pixels, 'a', true), asBatch(b, this.pixels, 'b', true)];
-    if (ends.some((e) => e.rows !== 1)) throw new RangeError(`a, b: expected one image each; got ${ends[0].rows} and ${ends[1].rows}`);
+    if (ends.some((e) => e.rows !== 1)) {
+      throw new RangeError(`a, b: expected one image each; got ${ends[0].rows} and ${ends[1].rows}`);
+    }
     const { mu } = await this.encode({ data: concat([ends[0].data, ends[1].data]), rows: 2, cols: this.pixels });
     return this.decode(lerpRows(mu.data.subarray(0, this.latent), mu.data.subarray(this.latent), steps));
   }
@@ -174,7 +191,9 @@ export class VAE {
    */
   async selftest() {
     const spec = JSON.parse(new TextDecoder().decode(await this.folder.verified(CONTRACT.goldenSpecFile)));
-    if (spec.format !== CONTRACT.goldenFormat) throw new ModelError(`${CONTRACT.goldenSpecFile} is not '${CONTRACT.goldenFormat}'`);
+    if (spec.format !== CONTRACT.goldenFormat) {
+      throw new ModelError(`${CONTRACT.goldenSpecFile} is not '${CONTRACT.goldenFormat}'`);
+    }
     const dataFile = spec.data ?? CONTRACT.goldenDataFile;
     const arrays = unpackTensors(await this.folder.verified(dataFile), spec.tensors, `${this.folder.where}${dataFile}`);
     const checks = [];
@@ -185,7 +204,8 @@ export class VAE {
     const passed = checks.every((c) => c.passed);
     const worst = checks.reduce((w, c) => (c.maxDiff / c.tolerance > w.maxDiff / w.tolerance ? c : w));
     const state = passed ? 'pass' : `FAIL (${checks.filter((c) => !c.passed).length} outputs over tolerance)`;
-    const summary = `${state}; worst ${worst.graph}.${worst.output} ${worst.maxDiff.toExponential(1)} of ${short(worst.tolerance)}`;
+    const where = `${worst.graph}.${worst.output}`;
+    const summary = `${state}; worst ${where} ${worst.maxDiff.toExponential(1)} of ${short(worst.tolerance)}`;
     return { passed, variant: this.variant, checks, lines: checks.map(checkLine), summary };
   }
 

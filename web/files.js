@@ -87,7 +87,9 @@ export async function parseManifest(raw, where) {
     }
   }
   if (manifest.version !== CONTRACT.manifestVersion) {
-    throw new ModelError(`${path} has manifest version ${manifest.version}; this package reads ${CONTRACT.manifestVersion}`);
+    throw new ModelError(
+      `${path} has manifest version ${manifest.version}; this package reads ${CONTRACT.manifestVersion}`,
+    );
   }
   for (const key of ['config', 'files']) {
     if (manifest[key] === null || typeof manifest[key] !== 'object') {

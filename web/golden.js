@@ -26,11 +26,14 @@ export function unpackTensors(data, index, path) {
     const { dtype, shape, offset, bytes } = entry ?? {};
     const whole = (v) => Number.isSafeInteger(v) && v >= 0;
     if (dtype !== CONTRACT.goldenDtype || !Array.isArray(shape) || ![offset, bytes, ...shape].every(whole)) {
-      throw new ModelError(`${path}: index entry '${name}' must be dtype '${CONTRACT.goldenDtype}' with integer shape, offset and bytes`);
+      throw new ModelError(
+        `${path}: index entry '${name}' must be dtype '${CONTRACT.goldenDtype}' with integer shape, offset and bytes`,
+      );
     }
     const count = shape.reduce((a, b) => a * b, 1);
     if (bytes !== 4 * count || offset + bytes > data.byteLength) {
-      throw new ModelError(`${path}: index entry '${name}' (shape ${shape}, bytes ${bytes}, offset ${offset}) does not fit the file's ${data.byteLength} bytes`);
+      const entry = `index entry '${name}' (shape ${shape}, bytes ${bytes}, offset ${offset})`;
+      throw new ModelError(`${path}: ${entry} does not fit the file's ${data.byteLength} bytes`);
     }
     const values = new Float32Array(count);
     for (let i = 0; i < count; i++) values[i] = view.getFloat32(offset + 4 * i, true);
@@ -90,7 +93,8 @@ export function compareOutputs(spec, variant, graph, outputs, arrays, device = '
  * @returns {string}
  */
 export function checkLine(c) {
-  return `${c.graph}.${c.output}: max |diff| ${c.maxDiff.toExponential(2)} (tolerance ${short(c.tolerance)})  ${c.passed ? 'pass' : 'FAIL'}`;
+  const [verdict, tolerance] = [c.passed ? 'pass' : 'FAIL', short(c.tolerance)];
+  return `${c.graph}.${c.output}: max |diff| ${c.maxDiff.toExponential(2)} (tolerance ${tolerance})  ${verdict}`;
 }
 
 /**

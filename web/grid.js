@@ -43,7 +43,8 @@ export function upscale(image, scale) {
   const W = image.width * scale;
   const pixels = new Uint8Array(W * image.height * scale);
   for (let y = 0; y < image.height * scale; y++) {
-    for (let x = 0; x < W; x++) pixels[y * W + x] = image.pixels[Math.floor(y / scale) * image.width + Math.floor(x / scale)];
+    for (let x = 0; x < W; x++)
+      pixels[y * W + x] = image.pixels[Math.floor(y / scale) * image.width + Math.floor(x / scale)];
   }
   return { pixels, width: W, height: image.height * scale };
 }
@@ -78,13 +79,20 @@ function chunk(type, data) {
 export async function encodePNG({ pixels, width, height }) {
   const raw = new Uint8Array(height * (width + 1)); // each scanline: filter type 0, then its pixels
   for (let y = 0; y < height; y++) raw.set(pixels.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
-  const zlib = new Uint8Array(await new Response(new Blob([raw]).stream().pipeThrough(new CompressionStream('deflate'))).arrayBuffer());
+  const zlib = new Uint8Array(
+    await new Response(new Blob([raw]).stream().pipeThrough(new CompressionStream('deflate'))).arrayBuffer(),
+  );
   const header = new Uint8Array(13);
   const view = new DataView(header.buffer);
   view.setUint32(0, width);
   view.setUint32(4, height);
   header.set([8, 0, 0, 0, 0], 8); // 8 bits, grayscale, deflate, adaptive filtering, no interlace
-  const parts = [Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', zlib), chunk('IEND', new Uint8Array(0))];
+  const parts = [
+    Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib),
+    chunk('IEND', new Uint8Array(0)),
+  ];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

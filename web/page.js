@@ -74,7 +74,8 @@ function onSeed() {
 function showVariant(vae) {
   const v = vae.manifest.variants?.[vae.variant] ?? {};
   const size = v.size ? `, ${v.size.toLocaleString('en')} bytes` : '';
-  $('variant-info').textContent = `Variant in use: ${vae.variant} (${vae.files.join(' + ')}${size}): ${v.description ?? ''}`;
+  $('variant-info').textContent =
+    `Variant in use: ${vae.variant} (${vae.files.join(' + ')}${size}): ${v.description ?? ''}`;
   $('variant').value = vae.variant;
 }
 
@@ -85,7 +86,9 @@ function showReport(report) {
 }
 
 async function main() {
-  if (!Number.isInteger(N) || N < 2 || N > 256) throw new RangeError(`n must be a whole number from 2 to 256; got ${params.get('n')}`);
+  if (!Number.isInteger(N) || N < 2 || N > 256) {
+    throw new RangeError(`n must be a whole number from 2 to 256; got ${params.get('n')}`);
+  }
   $('seed').value = params.get('seed') ?? '0';
   $('variant').addEventListener('change', () => {
     params.set('variant', $('variant').value);

@@ -16,12 +16,16 @@ import { parseArgs } from 'node:util';
 import { encodePNG, tile, upscale } from '../grid.js';
 import { DEFAULT_MODEL, loadVAE } from '../node.js';
 
-const USAGE = 'usage: node web/examples/sample.mjs [--model DIR] [--variant V] [-n N] [--seed S] [--scale K] [-o FILE] [--threads T]';
+const USAGE =
+  'usage: node web/examples/sample.mjs [--model DIR] [--variant V] [-n N] [--seed S] [--scale K] [-o FILE] ' +
+  '[--threads T]';
 
 /** Integer option `name` from its text, at least `min`; a RangeError with one line otherwise. */
 function integer(text, name, min) {
   const v = Number(text);
-  if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`--${name} must be an integer >= ${min}; got '${text}'`);
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new RangeError(`--${name} must be an integer >= ${min}; got '${text}'`);
+  }
   return v;
 }
 
@@ -38,7 +42,12 @@ async function main(argv) {
       threads: { type: 'string', default: '0' },
     },
   });
-  const [n, seed, scale, threads] = [integer(values.n, 'n', 1), integer(values.seed, 'seed', 0), integer(values.scale, 'scale', 1), integer(values.threads, 'threads', 0)];
+  const [n, seed, scale, threads] = [
+    integer(values.n, 'n', 1),
+    integer(values.seed, 'seed', 0),
+    integer(values.scale, 'scale', 1),
+    integer(values.threads, 'threads', 0),
+  ];
   const vae = await loadVAE(values.model, { variant: values.variant, threads });
   const report = await vae.selftest();
   for (const line of report.lines) console.log(`  ${line}`);
@@ -48,7 +57,9 @@ async function main(argv) {
   const png = await encodePNG(upscale(grid, scale));
   await writeFile(`${values.out}.tmp`, png); // then rename: a reader never sees half a file
   await rename(`${values.out}.tmp`, values.out);
-  console.log(`wrote ${values.out} (${n} samples, seed ${seed}, ${grid.width * scale} x ${grid.height * scale} pixels)`);
+  console.log(
+    `wrote ${values.out} (${n} samples, seed ${seed}, ${grid.width * scale} x ${grid.height * scale} pixels)`,
+  );
   await vae.release();
   return 0;
 }
