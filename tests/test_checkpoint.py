@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from conftest import need
+
+need("torch")
+
 import torch
 
 from edgevae.runtime.atomic import open_atomic

@@ -7,6 +7,11 @@ import threading
 
 import numpy as np
 import pytest
+
+from conftest import need
+
+need("hypothesis")
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
