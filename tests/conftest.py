@@ -6,6 +6,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 import pytest
@@ -114,3 +115,22 @@ def real_digits() -> object:
     import numpy as np
 
     return np.load(REPO / "export" / "fixtures" / "mnist_test_256.npy", allow_pickle=False)
+
+
+REAL_SESSION = ort.InferenceSession
+CPU_PROVIDER, CUDA_PROVIDER = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """onnxruntime lists CUDA; every session start is recorded as (sha256 of the graph, providers asked)."""
+    started: list[tuple[str, list[str]]] = []
+
+    def session(blob: bytes, sess_options: Any = None, providers: Any = None, **kw: Any) -> Any:
+        names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
+        started.append((hashlib.sha256(blob).hexdigest(), names))
+        return REAL_SESSION(blob, sess_options=sess_options, providers=[CPU_PROVIDER], **kw)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA_PROVIDER, CPU_PROVIDER])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    return started

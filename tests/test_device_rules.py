@@ -20,27 +20,11 @@ from edgevae.runtime.cli import main
 from edgevae.runtime.errors import RunError
 from edgevae.runtime.model import CPU, CUDA, ModelFiles, run_error
 
-from conftest import SHIPPED_MODEL
+from conftest import REAL_SESSION, SHIPPED_MODEL
 
-REAL_SESSION = ort.InferenceSession
 ORT_GRAPHS = {
     hashlib.sha256((SHIPPED_MODEL / contract.VARIANTS["ort"].file(g)).read_bytes()).hexdigest() for g in contract.GRAPHS
 }
-
-
-@pytest.fixture
-def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
-    """onnxruntime lists CUDA; every session start is recorded as (sha256 of the graph, providers asked)."""
-    started: list[tuple[str, list[str]]] = []
-
-    def session(blob: bytes, sess_options: Any = None, providers: Any = None, **kw: Any) -> Any:
-        names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
-        started.append((hashlib.sha256(blob).hexdigest(), names))
-        return REAL_SESSION(blob, sess_options=sess_options, providers=[CPU], **kw)
-
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
-    monkeypatch.setattr(ort, "InferenceSession", session)
-    return started
 
 
 def test_ort_on_cuda_is_refused_before_any_session_starts(fake_cuda: list) -> None:
