@@ -20,9 +20,12 @@ import numpy as np
 ShapeRule = Callable[[tuple[int, ...], np.dtype], None]  # raises ValueError for arrays the caller cannot use
 
 
-def read_header(f: IO[bytes], available: int, name: str, max_bytes: int) -> tuple[tuple[int, ...], np.dtype, bool]:
+def read_header(
+    f: IO[bytes], available: int, name: str, max_bytes: int, remedy: str = "the file is damaged or forged"
+) -> tuple[tuple[int, ...], np.dtype, bool]:
     """(shape, dtype, fortran_order) of the .npy stream at `f`, whose data may span `available` bytes
-    after the header; ValueError naming `name` for objects, a short file or data over `max_bytes`."""
+    after the header; ValueError naming `name` for objects, a short file or data over `max_bytes`
+    (with `remedy`, what to do about that)."""
     start = f.tell()
     try:
         version = np.lib.format.read_magic(f)
@@ -36,7 +39,7 @@ def read_header(f: IO[bytes], available: int, name: str, max_bytes: int) -> tupl
     if need > max_bytes:
         raise ValueError(
             f"{name}: header says shape {shape} of {dtype} ({need / 2**30:.2f} GiB); over the limit of "
-            f"{max_bytes / 2**30:.2f} GiB: split it into several files (or raise the memory budget)"
+            f"{max_bytes / 2**30:.2f} GiB: {remedy}"
         )
     have = available - (f.tell() - start)
     if have < need:
@@ -62,7 +65,8 @@ def read_npy_file(path: str | os.PathLike[str], max_bytes: int, rule: ShapeRule 
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
-        shape, dtype, fortran = read_header(f, size, str(path), max_bytes)
+        remedy = "split it into several files, or raise the memory budget"
+        shape, dtype, fortran = read_header(f, size, str(path), max_bytes, remedy)
         if rule is not None:
             rule(shape, dtype)
         return read_data(f, shape, dtype, fortran, str(path)).copy()  # writable, owning its memory

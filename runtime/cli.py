@@ -25,7 +25,7 @@ from . import __version__
 from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
 from .devices import PROVIDERS, add_device_argument
 from .errors import DeviceError, EdgeVAEError, SelftestFailed, run_cli
-from .images import GRID_BYTES_PER_PIXEL, Output, plan_output, read_images, save_grid, write_output
+from .images import GRID_BYTES_PER_PIXEL, STDOUT, Output, plan_output, read_images, save_grid, write_output
 from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
 from .limits import MEMORY_BUDGET_ENV, check_amount, check_seed, parse_size
 from .model import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, ModelFiles, find_model_dir, list_packaged_models
@@ -290,10 +290,7 @@ def cmd_score(args: argparse.Namespace) -> str:
     if threshold is not None:
         summary += f"; {int((result.score > threshold).sum())} flagged above {described}"
     write_output(output, format_scores(result, threshold).encode())
-    if output.path == "-":
-        print(summary, file=sys.stderr)
-        return ""
-    return f"{summary}\nwrote {output.path}"
+    return summary if output.path == STDOUT else f"{summary}\nwrote {output.path}"
 
 
 def cmd_selftest(args: argparse.Namespace) -> str:
@@ -364,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         text = run_command(args)
-        if text:
-            print(text)
+        # the report goes where the data does not: stderr when the output is standard output
+        print(text, file=sys.stderr if getattr(args, "output", None) == STDOUT else sys.stdout)
         return 0
 
     return run_cli(body, "edgevae", debug=args.debug)

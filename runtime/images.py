@@ -13,6 +13,7 @@ import math
 import os
 import struct
 import sys
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,7 +210,10 @@ def read_png(path: Path, rule: ShapeRule | None, max_bytes: int) -> np.ndarray:
     image_mod = import_pillow()
     limit = min(MAX_IMAGE_PIXELS, max_bytes // 16)
     try:
-        with image_mod.open(path) as im:
+        with warnings.catch_warnings():  # Pillow's own bomb warning: the size is checked here, below
+            warnings.simplefilter("ignore", image_mod.DecompressionBombWarning)
+            im = image_mod.open(path)
+        with im:
             width, height = im.size
             if width * height > limit:
                 raise InputError(

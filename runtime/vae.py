@@ -75,7 +75,7 @@ class VAE:
     threads=None (default) on the CPU: batches under WIDE_ROWS rows run on single-thread sessions
     (no thread-pool wake-up: fastest for these small graphs, and many request threads scale), larger
     ones on sessions using every core with spinning off, made on first need (README, "Speed").
-    chunk_size: rows per `run` call for large batches.
+    chunk_size: rows per `run` call for large batches (default 2048, fewer when the budget is small).
     memory_budget: bytes (or "8G") that bound every amount of work held in memory (n, steps, k,
     chunk_size); default $EDGEVAE_MEMORY_BUDGET, else 2 GiB (`limits`). Refused before allocating.
     """
@@ -90,11 +90,10 @@ class VAE:
         threads: int | None = None,
         optimization_level: str | None = None,
         session_options: ort.SessionOptions | None = None,
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         memory_budget: int | str | None = None,
     ) -> None:
         self.memory_budget = budget = limits.memory_budget(memory_budget)
-        chunk_size = check_int(chunk_size, "chunk_size")
         self._options = {
             "memory_budget": budget,
             "device": device,
@@ -106,6 +105,14 @@ class VAE:
         self.files: ModelFiles = (
             model_dir if isinstance(model_dir, ModelFiles) else load_model_files(model_dir, variant, model)
         )
+        self.latent = self.files.latent
+        self.image_shape = self.files.image_shape
+        self.pixels = self.image_shape[0] * self.image_shape[1]
+        row_bytes = 16 * (self.pixels + self.latent)  # a run's feeds, outputs and the likelihood's temporaries
+        if chunk_size is None:
+            chunk_size = max(1, min(DEFAULT_CHUNK, budget // row_bytes))
+        chunk_size = check_int(chunk_size, "chunk_size")
+        check_amount("chunk_size", chunk_size, row_bytes, budget, " rows")
         self.fixed_batch = self.files.fixed_batch
         if self.fixed_batch is not None:
             if self.fixed_batch != 1:
@@ -121,11 +128,6 @@ class VAE:
         self.decoder = start_session(self.files.blobs["decoder"], self._graph_name("decoder"), device, opts)
         self._optimization_level = optimization_level
         self.chunk_size = chunk_size
-        self.latent = self.files.latent
-        self.image_shape = self.files.image_shape
-        self.pixels = self.image_shape[0] * self.image_shape[1]
-        # a run holds its feeds, outputs and the likelihood's temporaries: about 16 bytes per value
-        check_amount("chunk_size", chunk_size, 16 * (self.pixels + self.latent), budget, " rows")
         self._score_stats: lik.ScoreStats | None = None
         self._score_density: lik.ScoreDensity | None = None
         sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
