@@ -130,6 +130,10 @@ class Variant:
     # large difference changes nothing) and are held to their likelihood cost instead.
     budget: tuple[tuple[str, float], ...] = ()
     nll_budget: float = 0.0  # max |change| of the importance-weighted log-likelihood, nats per image
+    # The devices (devices.py names) this build is for; the manifest records them per variant, and the
+    # runtime refuses any other before a session starts (device="auto" picks the first one it can).
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    not_for: str = ""  # why the devices left out are, for the refusal and `edgevae info`
 
     def file(self, graph: str) -> str:
         return f"{graph}{self.suffix}"
@@ -167,7 +171,16 @@ VARIANTS = {
         Variant(
             "b1", ".b1.onnx", "float32, batch fixed at 1: fully usable by NNAPI and CoreML", batch=1, nll_budget=1e-3
         ),
-        Variant("ort", ".ort", "float32 in ORT format, for ONNX Runtime Mobile and minimal builds", nll_budget=1e-3),
+        Variant(
+            "ort",
+            ".ort",
+            "float32 in ORT format, for ONNX Runtime Mobile and minimal builds",
+            nll_budget=1e-3,
+            devices=("cpu",),
+            # onnxruntime-gpu 1.31.1 on an H200: "CUDA failure 700: an illegal memory access" on the
+            # first run, after which no CUDA session starts in that process (issue 21)
+            not_for="ORT-format files hold kernels chosen for the CPU provider; on CUDA use variant fp32 or fp16",
+        ),
     )
 }
 DEFAULT_VARIANT = "fp32"

@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need
+
+need("torch", "onnx")
+
 from edgevae.export.outliers import auroc, make_sets
 from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main
@@ -220,7 +224,7 @@ def test_cli_prints_csv_to_stdout_without_output(
     "args, message",
     [
         (["--threshold", "p42"], "no stored percentile '42'"),
-        (["--threshold", "high"], "--threshold: expected a number or pNN"),
+        (["--threshold", "high"], "--threshold: expected a finite number or pNN"),
         (["-k", "0"], "k must be an int >= 1"),
     ],
 )

@@ -11,6 +11,11 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
+from conftest import need
+
+need("torch", "onnx")
+
 import onnx
 import onnxruntime as ort
 import pytest
