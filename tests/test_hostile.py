@@ -36,10 +36,13 @@ from edgevae.runtime.model import seal_manifest
 from conftest import SHIPPED_MODEL
 
 EDGEVAE = [sys.executable, "-m", "edgevae.runtime.cli"]
-# The CLI in-process, then its own peak RSS (KiB on Linux) written to the file named first.
+# The CLI in-process, then its own peak RSS (KiB, Linux) written to the file named first. VmHWM, not
+# getrusage's ru_maxrss: Linux carries the parent's high-water mark into ru_maxrss across fork and exec,
+# so a child of a pytest process that has grown (torch imported, a browser run) would report that.
 MEASURED = (
-    "import resource, sys\nfrom edgevae.runtime.cli import main\ncode = 2\ntry:\n    code = main(sys.argv[2:])\n"
-    "finally:\n    open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "import sys\nfrom edgevae.runtime.cli import main\ncode = 2\ntry:\n    code = main(sys.argv[2:])\n"
+    "finally:\n    hwm = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')]\n"
+    "    open(sys.argv[1], 'w').write(hwm[0])\n"
     "sys.exit(code)"
 )
 PEAK_MIB = 200  # the CLI itself peaks at about 70-100 MiB; the inputs refused here would take 0.5-40 GB
