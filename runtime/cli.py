@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=seed_value, default=0, help="numpy seed for z ~ N(0, I) (default: 0)")
     s.add_argument("-o", "--output", default="samples.png", help=".png grid or .npy array (default: samples.png)")
     r = sub.add_parser("reconstruct", parents=[common], help="encode and decode images; originals beside results")
-    r.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png digit")
+    r.add_argument("input", help=".npy array of images (any accepted shape), a grayscale .png digit, or a colour .png/.jpg for a colour model")
     r.add_argument(
         "-o",
         "--output",
@@ -199,19 +199,19 @@ def run_command(args: argparse.Namespace) -> str:
         path = save_grid(images, args.output)
         return f"{head}\nwrote {len(images)} samples to {path}"
     if args.command == "reconstruct":
-        x = read_images(args.input)
+        x = read_images(args.input, vae.channels)
         recon = vae.reconstruct(x, stochastic=args.stochastic, seed=args.seed)
-        recon = recon.reshape(-1, *vae.image_shape)
+        recon = recon.reshape(-1, *vae.output_shape)
         if args.output.lower().endswith(".png"):
             orig = vae.normalize_images(x)
-            pairs = np.stack([orig, recon], axis=1).reshape(-1, *vae.image_shape)  # original, result, ...
+            pairs = np.stack([orig, recon], axis=1).reshape(-1, *vae.output_shape)  # original, result, ...
             ncols = 2 * min(8, len(recon))
             path = save_grid(pairs, args.output, ncols=ncols)
         else:
             path = save_grid(recon, args.output)
         return f"{head}\nwrote {len(recon)} reconstructions to {path}"
     if args.command == "score":
-        x = read_images(args.input)
+        x = read_images(args.input, vae.channels)
         threshold, described = resolve_threshold(vae, args.threshold, args.score)
         result = vae.score(x, score=args.score, k=args.k, seed=args.seed)
         text = format_scores(result, threshold)
@@ -233,7 +233,7 @@ def run_command(args: argparse.Namespace) -> str:
             raise SelftestFailed("\n".join(lines))
         return "\n".join(lines)
     if args.command == "interpolate":
-        images = vae.interpolate(read_images(args.a), read_images(args.b), steps=args.steps)
+        images = vae.interpolate(read_images(args.a, vae.channels), read_images(args.b, vae.channels), steps=args.steps)
         path = save_grid(images, args.output, ncols=len(images))
         return f"{head}\nwrote {len(images)} interpolation steps to {path}"
     m = vae.files.manifest

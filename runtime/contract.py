@@ -9,13 +9,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BATCH = "batch"  # the one dynamic axis, in every input and output
-PIXELS = "pixels"  # symbolic: image height * width (784 for MNIST)
+PIXELS = "pixels"  # symbolic: image height * width * channels (784 for MNIST)
 LATENT = "latent"  # symbolic: latent size (20 for the reference model)
 
 # Tensor names. Export, validation and runtime refer to tensors only through these.
 X, EPS = "x", "eps"  # encoder inputs: images in [0, 1], standard normal noise
 MU, LOGVAR, Z = "mu", "logvar", "z"  # encoder outputs (Z is also the decoder input)
 MEAN, LOGITS = "mean", "logits"  # decoder outputs: pixel means in [0, 1], their logits
+LOG_SCALE = "log_scale"  # third decoder output of discretized-logistic models: each pixel's log scale
+
+# Layout of images in the graphs (every model, grey or colour, MLP or convolutional): x, mean and
+# logits are flat rows of PIXELS = H * W * C values in channels-last order (row, column, channel),
+# the order of an (N, H, W, C) array and of image files, so a row reshapes to (H, W, C) with no copy.
+# A convolutional graph turns rows into (N, C, H, W) inside itself (Reshape + Transpose) and back.
+# With one channel this is the (N, H * W) layout of the first MNIST models, which load unchanged.
+# The model config in the manifest carries "channels" (absent = 1); the runtime returns images as
+# (N, H, W) for grey and (N, H, W, C) for colour (runtime/layout.py).
+CHANNELS_DEFAULT = 1
+# p(x|z) per pixel, named in the manifest config. bernoulli: from logits; gaussian: mean, variance 1/2;
+# discretized_logistic: 8-bit levels under a logistic with location `mean` and scale exp(log_scale),
+# binned to 1/255 (Salimans et al. 2017, PixelCNN++, one component), so log p is a probability and
+# -log2 p / pixels is bits per dimension.
+LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
+SCALED_LIKELIHOODS = ("discretized_logistic",)  # decoders with the LOG_SCALE output
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,22 @@ DECODER = GraphSpec(
     outputs=(TensorSpec(MEAN, (BATCH, PIXELS)), TensorSpec(LOGITS, (BATCH, PIXELS))),
 )
 GRAPHS = {"encoder": ENCODER, "decoder": DECODER}
+# decoder of a discretized-logistic model: z -> (mean, logits, log_scale); mean = sigmoid(logits) is
+# the logistic's location, exp(log_scale) its scale (per pixel, per image).
+DECODER_SCALED = GraphSpec(
+    file=DECODER.file,
+    inputs=DECODER.inputs,
+    outputs=DECODER.outputs + (TensorSpec(LOG_SCALE, (BATCH, PIXELS)),),
+)
+
+
+def graphs_for(likelihood: str | None) -> dict[str, GraphSpec]:
+    """The graph specs of a model with this likelihood: GRAPHS, or the three-output decoder for
+    discretized_logistic."""
+    if likelihood in SCALED_LIKELIHOODS:
+        return {"encoder": ENCODER, "decoder": DECODER_SCALED}
+    return GRAPHS
+
 
 MANIFEST_FILE = "manifest.json"
 # Files beside the graphs, each listed in the manifest with its sha256 like the graphs.

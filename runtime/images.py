@@ -90,6 +90,10 @@ def save_grid(images: np.ndarray, path: str | os.PathLike[str], ncols: int | Non
         buf = io.BytesIO()
         np.save(buf, np.asarray(images, dtype=np.float32))
         data = buf.getvalue()
+    elif np.ndim(images) == 4:  # (N, H, W, C): a colour model's images
+        from .colour import encode_rgb_png, tile_colour
+
+        data = encode_rgb_png(tile_colour(images, ncols), scale)
     else:
         data = encode_png(tile_images(images, ncols), scale)
     return write_output(path, data)
@@ -140,8 +144,9 @@ def read_npy(path: Path) -> np.ndarray:
         raise ValueError(f"{path} is not a readable .npy array: {exc}") from exc
 
 
-def read_images(path: str | os.PathLike[str]) -> np.ndarray:
-    """Images from a .npy file (any shape the model accepts) or a grayscale PNG (one image)."""
+def read_images(path: str | os.PathLike[str], channels: int = 1) -> np.ndarray:
+    """Images from a .npy file (any shape the model accepts) or one picture: a grayscale PNG for a grey
+    model (channels 1), or a PNG/JPEG/BMP/WebP read as (H, W, 3) RGB for a colour model (channels 3)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"input {path} is a directory; give a .npy or .png file")
@@ -153,6 +158,19 @@ def read_images(path: str | os.PathLike[str]) -> np.ndarray:
             return read_npy(path)
         except OSError as exc:  # unreadable (permissions, I/O): the header check opens it first
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if channels != 1:
+        from .colour import IMAGE_SUFFIXES, read_rgb
+
+        if suffix in IMAGE_SUFFIXES:
+            return read_rgb(path)
+        raise InputError(f"input must be a .npy or picture file ({', '.join(IMAGE_SUFFIXES)}), got {path.name!r}")
+    if suffix in (".jpg", ".jpeg"):
+        image_mod = import_pillow()
+        try:
+            with image_mod.open(path) as im:
+                return np.asarray(im.convert("L"), dtype=np.uint8)
+        except OSError as exc:
+            raise InputError(f"{path} is not a readable JPEG image: {exc}") from exc
     if suffix == ".png":
         image_mod = import_pillow()
         try:
@@ -165,4 +183,4 @@ def read_images(path: str | os.PathLike[str]) -> np.ndarray:
                 return np.asarray(im.convert("L"), dtype=np.uint8)
         except OSError as exc:  # PIL.UnidentifiedImageError and truncated files are OSErrors
             raise InputError(f"{path} is not a readable PNG image: {exc}") from exc
-    raise InputError(f"input must be a .png or .npy file, got {path.name!r}")
+    raise InputError(f"input must be a .png, .jpg or .npy file, got {path.name!r}")
