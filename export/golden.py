@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgevae.runtime import contract
-from edgevae.train.model import Decoder, Encoder, reparameterize
+from edgevae.train.model import Decoder, Encoder, reparameterize, split_output
 
 GOLDEN_SEED = 7
 
@@ -56,7 +56,8 @@ def build_golden(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> tuple[
     enc, dec = encoder.eval().cpu(), decoder.eval().cpu()
     mu, logvar = enc(torch.from_numpy(x))
     z = reparameterize(mu, logvar, torch.from_numpy(eps))
-    logits = dec(torch.from_numpy(z_in))
+    logits, log_scale = split_output(dec(torch.from_numpy(z_in)), pixels, encoder.config.likelihood)
+    graphs = contract.graphs_for(encoder.config.likelihood)
     arrays = {
         f"encoder.{contract.X}": x,
         f"encoder.{contract.EPS}": eps,
@@ -66,22 +67,23 @@ def build_golden(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> tuple[
         f"decoder.{contract.Z}": z_in,
         f"decoder.{contract.MEAN}": torch.sigmoid(logits).numpy(),
         f"decoder.{contract.LOGITS}": logits.numpy(),
+        **({} if log_scale is None else {f"decoder.{contract.LOG_SCALE}": log_scale.numpy()}),
     }
     spec = {
         "format": contract.GOLDEN_FORMAT,
         "arrays": contract.GOLDEN_FILE,
         "graphs": {
             graph: {"file": s.file, "inputs": s.input_names, "outputs": s.output_names}
-            for graph, s in contract.GRAPHS.items()
+            for graph, s in graphs.items()
         },
         "tolerance": dict(contract.TOLERANCE),
         "relative_tolerance": dict(contract.RELATIVE_TOLERANCE),
         "variants": {
             v.name: {
-                "files": {g: v.file(g) for g in contract.GRAPHS},
+                "files": {g: v.file(g) for g in graphs},
                 "batch": v.batch,
                 "budget_vs_fp32": {
-                    o: (0.0 if v.exact else v.tolerance(o)) for s in contract.GRAPHS.values() for o in s.output_names
+                    o: (0.0 if v.exact else v.tolerance(o)) for s in graphs.values() for o in s.output_names
                 },
             }
             for v in contract.VARIANTS.values()

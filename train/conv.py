@@ -36,9 +36,9 @@ def to_nchw(x: Tensor, config: VAEConfig) -> Tensor:
     return x.reshape(-1, h, w, config.channels).permute(0, 3, 1, 2)
 
 
-def to_rows(y: Tensor) -> Tensor:
-    """(N, C, H, W) -> flat channels-last rows (N, H*W*C)."""
-    return y.permute(0, 2, 3, 1).reshape(y.shape[0], -1)
+def to_rows(y: Tensor, values: int) -> Tensor:
+    """(N, C, H, W) -> flat channels-last rows (N, H*W*C = values)."""
+    return y.permute(0, 2, 3, 1).reshape(-1, values)
 
 
 class ConvEncoder(nn.Module):
@@ -55,12 +55,14 @@ class ConvEncoder(nn.Module):
         self.logvar = nn.Linear(c * h * w, config.latent)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        lead = x.shape[:-1]
         h = F.relu(self.stem(to_nchw(x, self.config)))
         for conv in self.down:
             h = F.relu(conv(h))
-        h = h.flatten(1)
-        return self.mu(h).reshape(*lead, -1), self.logvar(h).reshape(*lead, -1)
+        h = h.reshape(-1, self.mu.in_features)
+        mu, logvar = self.mu(h), self.logvar(h)
+        if x.dim() > 2:  # (k, N, pixels) rows: keep the leading axes
+            mu, logvar = mu.reshape(*x.shape[:-1], -1), logvar.reshape(*x.shape[:-1], -1)
+        return mu, logvar
 
 
 class ConvDecoder(nn.Module):
@@ -80,11 +82,12 @@ class ConvDecoder(nn.Module):
         self.head = nn.Conv2d(chans[0], config.channels * params, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
-        lead = z.shape[:-1]
-        h = F.relu(self.fc(z.reshape(-1, z.shape[-1]))).reshape(-1, *self.bottom)
+        lead = z.shape[:-1] if z.dim() > 2 else None  # (k, N, latent): decoded as k * N rows, then reshaped
+        h = F.relu(self.fc(z if lead is None else z.reshape(-1, z.shape[-1]))).reshape(-1, *self.bottom)
         for deconv in self.up:
             h = F.relu(deconv(h))
         out = self.head(h)
         c = self.config.channels
-        flat = torch.cat([to_rows(out[:, i * c : (i + 1) * c]) for i in range(self.params)], dim=-1)
-        return flat.reshape(*lead, -1)
+        d = self.config.input_dim
+        flat = torch.cat([to_rows(out[:, i * c : (i + 1) * c], d) for i in range(self.params)], dim=-1)
+        return flat if lead is None else flat.reshape(*lead, -1)

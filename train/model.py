@@ -116,11 +116,12 @@ def output_params(likelihood: str) -> int:
     return 2 if likelihood in SCALED_LIKELIHOODS else 1
 
 
-def split_output(out: Tensor, pixels: int) -> tuple[Tensor, Tensor | None]:
+def split_output(out: Tensor, pixels: int, likelihood: str) -> tuple[Tensor, Tensor | None]:
     """(logits, log_scale or None) from a decoder's output; log scales are clamped at LOG_SCALE_MIN."""
-    if out.shape[-1] == pixels:
+    if likelihood not in SCALED_LIKELIHOODS:
         return out, None
-    return out[..., :pixels], torch.clamp(out[..., pixels:], min=LOG_SCALE_MIN)
+    logits, log_scale = torch.split(out, pixels, dim=-1)
+    return logits, torch.clamp(log_scale, min=LOG_SCALE_MIN)
 
 
 def make_encoder(config: VAEConfig) -> nn.Module:
@@ -139,7 +140,7 @@ def make_decoder(config: VAEConfig) -> nn.Module:
 
 def decoder_mean(decoder: nn.Module, z: Tensor) -> Tensor:
     """Pixel means (N, H*W*C) in [0, 1] for latents z: the sigmoid of the (location) logits."""
-    logits, _ = split_output(decoder(z), decoder.config.input_dim)
+    logits, _ = split_output(decoder(z), decoder.config.input_dim, decoder.config.likelihood)
     return torch.sigmoid(logits)
 
 
@@ -188,7 +189,7 @@ def log_likelihood(x: Tensor, logits: Tensor, likelihood: str) -> Tensor:
                the end bins open (Salimans et al. 2017, PixelCNN++, eq. 2, one component).
     """
     if likelihood == "discretized_logistic":
-        loc_logits, log_scale = split_output(logits, x.shape[-1])
+        loc_logits, log_scale = split_output(logits, x.shape[-1], likelihood)
         assert log_scale is not None, "a discretized-logistic decoder gives 2 values per pixel"
         return discretized_logistic(x, torch.sigmoid(loc_logits), log_scale).sum(dim=-1)
     if likelihood == "bernoulli":
