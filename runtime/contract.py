@@ -184,7 +184,7 @@ VARIANTS = {
             "weights int8 per channel, dynamic quantization (MatMulInteger); encoder layers after the first: float16",
             budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.15, 0.5), strict=True)),
             nll_budget=0.1,
-            bpd_budget=5e-3,
+            bpd_budget=1e-2,
         ),
         Variant(
             "fp16",
@@ -192,7 +192,7 @@ VARIANTS = {
             "weights and compute float16, float32 inputs and outputs (GPUs, ARM)",
             budget=tuple((o, 0.01) for o in _LOSSY_OUTPUTS),
             nll_budget=0.01,
-            bpd_budget=1e-4,
+            bpd_budget=2e-3,
         ),
         Variant(
             "b1", ".b1.onnx", "float32, batch fixed at 1: fully usable by NNAPI and CoreML", batch=1, nll_budget=1e-3

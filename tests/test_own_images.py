@@ -20,14 +20,14 @@ TRAIN_FLAGS = [
 
 
 def draw_pictures(n: int, seed: int, channels: int = 3) -> np.ndarray:
-    """n pictures (n, 16, 16, channels) uint8: a disc of one colour on a background of another."""
+    """n pictures (n, 16, 16, channels) uint8: a disc (radius 4-6) of one colour on a background of another."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:SIDE, :SIDE]
     out = np.empty((n, SIDE, SIDE, channels), np.uint8)
     for i in range(n):
         out[i] = rng.integers(0, 256, channels)
-        cy, cx = rng.integers(4, SIDE - 4, 2)
-        r = rng.integers(2, 6)
+        cy, cx = rng.integers(5, SIDE - 5, 2)
+        r = rng.integers(4, 7)
         out[i][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = rng.integers(0, 256, channels)
     return out
 
@@ -84,7 +84,10 @@ def test_folder_run_records_its_data(colour_case: tuple[Path, Path, Path]) -> No
     assert data["test_images"] == 24 and data["test_fraction"] == 0.1
     assert (data["image_shape"], data["channels"]) == ([SIDE, SIDE], 3)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0 < metrics["test_bits_per_dim"] < 8.5  # 8 bits per value would be a uniform guess
+    history = metrics["history"]
+    assert history[-1]["test_elbo"] > history[0]["test_elbo"]  # it learns
+    expected = -metrics["test_iw_log_likelihood"] / (SIDE * SIDE * 3 * np.log(2))
+    assert metrics["test_bits_per_dim"] == pytest.approx(expected)
 
 
 def test_manifest_states_every_variant_cost(colour_case: tuple[Path, Path, Path]) -> None:

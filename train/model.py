@@ -135,7 +135,21 @@ def make_decoder(config: VAEConfig) -> nn.Module:
     """The decoder `config.block` asks for: the MLP `Decoder` or the convolutional one."""
     from .conv import ConvDecoder
 
-    return ConvDecoder(config, output_params(config.likelihood)) if config.block == "conv" else Decoder(config)
+    decoder = ConvDecoder(config, output_params(config.likelihood)) if config.block == "conv" else Decoder(config)
+    if config.likelihood in SCALED_LIKELIHOODS:
+        start_log_scale(decoder)
+    return decoder
+
+
+LOG_SCALE_START = -3.0  # initial scale exp(-3) = 0.05, about 13 levels: training starts near a useful width
+
+
+def start_log_scale(decoder: nn.Module) -> None:
+    """Set the bias of the decoder's log-scale outputs to LOG_SCALE_START (the last layer's second half)."""
+    last = decoder.head if hasattr(decoder, "head") else decoder.out
+    with torch.no_grad():
+        half = last.bias.shape[0] // 2
+        last.bias[half:] = LOG_SCALE_START
 
 
 def decoder_mean(decoder: nn.Module, z: Tensor) -> Tensor:
