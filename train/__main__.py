@@ -112,24 +112,30 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if "image_shape" in model_over:
         model_over["image_shape"] = tuple(model_over["image_shape"])
     if getattr(args, "dataset", None) in OWN_DATASETS:
-        model_over.update(own_image_shape(args, base.model, model_over))
+        shape, resize = own_image_shape(args, base.model, model_over)
+        model_over.update(shape)
+        train_over.setdefault("resize", resize)
     if train_over.get("objective") == "elbo" and "k" not in train_over:
         train_over["k"] = 1  # the ELBO has one sample: --objective elbo on an IWAE preset needs no --k 1
     return dataclasses.replace(base, model=dataclasses.replace(base.model, **model_over), **train_over)
 
 
-def own_image_shape(args: argparse.Namespace, preset: VAEConfig, given: dict[str, Any]) -> dict[str, Any]:
+def own_image_shape(
+    args: argparse.Namespace, preset: VAEConfig, given: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
     """Image shape and channels for folder/npy data: the flags, else the preset's when it has its own
-    (conv32: 32x32 RGB), else the first image's; the choice is printed."""
+    (conv32: 32x32 RGB), else the first image's; the choice is printed. Also whether folder images are
+    resized to that shape (only when the shape was given, not taken from the first image)."""
     from .imagedata import resolve_shape
 
     mnist = VAEConfig()
     shape = given.get("image_shape") or (preset.image_shape if preset.image_shape != mnist.image_shape else None)
     channels = given.get("channels") or (preset.channels if preset.channels != mnist.channels else None)
+    resize = shape is not None
     shape, channels, where = resolve_shape(args.dataset, args.data_dir, shape, channels)
     told = "from the flags or the preset" if where == "given" else f"from {where}"
     print(f"data: images {shape[0]}x{shape[1]}, {'grey' if channels == 1 else 'RGB'} ({told})", file=sys.stderr)
-    return {"image_shape": tuple(shape), "channels": channels}
+    return {"image_shape": tuple(shape), "channels": channels}, resize
 
 
 def train(args: argparse.Namespace) -> int:

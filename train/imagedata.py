@@ -213,17 +213,18 @@ SAMPLE_IMAGES = 2000
 
 
 def load(
-    dataset: str, data_dir: str | os.PathLike[str] | None, shape: tuple[int, int], channels: int, progress: bool
+    dataset: str, data_dir: str | os.PathLike[str] | None, shape: tuple[int, int] | None, channels: int, progress: bool
 ) -> ImageSet:
-    """The images of a folder or .npy data set, converted to `channels` and (folder) resized to `shape`."""
+    """The images of a folder or .npy data set, converted to `channels`; folder images resized to
+    `shape` (None: all must have the first one's size); npy images must have `shape`."""
     if dataset not in OWN_DATASETS:
         raise ValueError(f"dataset must be one of {OWN_DATASETS}, got {dataset!r}")
     if not data_dir:
         raise DataError(f"--dataset {dataset} needs --data-dir ({'a folder of images' if dataset == 'folder' else 'FILE.npy'})")
     path = Path(data_dir).expanduser()
     if dataset == "folder":
-        return load_folder(path, tuple(shape), channels, progress)  # type: ignore[arg-type]
-    return load_npy(path, tuple(shape), channels)  # type: ignore[arg-type]
+        return load_folder(path, shape, channels, progress)
+    return load_npy(path, shape, channels)
 
 
 def resolve_shape(

@@ -118,7 +118,13 @@ def load_data(
         train = load_images(data_dir, "train", config.train_limit, dataset, device)
         test = load_images(data_dir, "test", config.test_limit, dataset, device)
         return train, test, {"dataset": dataset, "train_images": len(train), "test_images": len(test)}
-    found = imagedata.load(dataset, data_dir, config.model.image_shape, config.model.channels, progress)
+    shape = config.model.image_shape if config.resize or dataset == "npy" else None
+    found = imagedata.load(dataset, data_dir, shape, config.model.channels, progress)
+    if found.images.shape[1:3] != config.model.image_shape:
+        raise imagedata.DataError(
+            f"{data_dir}: images are {found.images.shape[2]}x{found.images.shape[1]}, the model "
+            f"{config.model.image_shape[1]}x{config.model.image_shape[0]}; pass --image-shape to resize them"
+        )
     rows = found.images.reshape(len(found.images), -1)
     train_idx, test_idx = imagedata.split_indices(len(rows), config.test_fraction, config.seed)
     if config.train_limit:
