@@ -40,7 +40,11 @@ def cut(image: np.ndarray, stride: int) -> np.ndarray:
     """All PATCH x PATCH patches at `stride` (N, 32, 32, 3)."""
     h, w = image.shape[:2]
     return np.stack(
-        [image[y : y + PATCH, x : x + PATCH] for y in range(0, h - PATCH + 1, stride) for x in range(0, w - PATCH + 1, stride)]
+        [
+            image[y : y + PATCH, x : x + PATCH]
+            for y in range(0, h - PATCH + 1, stride)
+            for x in range(0, w - PATCH + 1, stride)
+        ]
     )
 
 
@@ -62,7 +66,10 @@ def lossless_bits_per_dim(patches: np.ndarray) -> dict[str, float]:
     sizes: dict[str, list[int]] = {"png": [], "webp": []}
     for patch in patches:
         im = Image.fromarray(patch)
-        for fmt, kwargs in (("png", {"optimize": True, "compress_level": 9}), ("webp", {"lossless": True, "method": 6, "quality": 100})):
+        for fmt, kwargs in (
+            ("png", {"optimize": True, "compress_level": 9}),
+            ("webp", {"lossless": True, "method": 6, "quality": 100}),
+        ):
             buf = io.BytesIO()
             im.save(buf, format=fmt.upper(), **kwargs)
             sizes[fmt].append(len(buf.getvalue()))
@@ -87,10 +94,42 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     t0 = time.perf_counter()
     extra = ["--epochs", str(args.epochs)] if args.epochs else []
-    run([py, "-m", "edgevae.train", "--dataset", "npy", "--data-dir", str(work / "train_patches.npy"), "--preset", "conv32",
-         "--test-fraction", "0.02", "--out", str(work / "run"), "--resume", "--no-progress", "--device", args.device, *extra])
+    run(
+        [
+            py,
+            "-m",
+            "edgevae.train",
+            "--dataset",
+            "npy",
+            "--data-dir",
+            str(work / "train_patches.npy"),
+            "--preset",
+            "conv32",
+            "--test-fraction",
+            "0.02",
+            "--out",
+            str(work / "run"),
+            "--resume",
+            "--no-progress",
+            "--device",
+            args.device,
+            *extra,
+        ]
+    )
     wall = time.perf_counter() - t0
-    run([py, "-m", "edgevae.export", "--checkpoints", str(work / "run"), "--out", str(work / "model"), "--device", "cpu"])
+    run(
+        [
+            py,
+            "-m",
+            "edgevae.export",
+            "--checkpoints",
+            str(work / "run"),
+            "--out",
+            str(work / "model"),
+            "--device",
+            "cpu",
+        ]
+    )
     from edgevae.runtime import VAE
 
     metrics = json.loads((work / "run" / "metrics.json").read_text())

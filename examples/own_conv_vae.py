@@ -112,10 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     held_out = draw_discs(64, args.seed + 1)
     shuffled = held_out.reshape(64, -1, CHANNELS)[:, np.random.default_rng(0).permutation(SIDE * SIDE)]
     normal, odd = vae.score(held_out).score, vae.score(shuffled.reshape(held_out.shape)).score
-    print(f"exported to {args.out}: samples {vae.sample(4, seed=0).shape}, "
-          f"reconstruction error {float(np.abs(vae.reconstruct(held_out) - held_out / 255.0).mean()):.3f}")
-    print(f"unusual-input score: held-out pictures median {np.median(normal):.2f}, "
-          f"pixel-shuffled pictures median {np.median(odd):.2f}")
+    print(
+        f"exported to {args.out}: samples {vae.sample(4, seed=0).shape}, "
+        f"reconstruction error {float(np.abs(vae.reconstruct(held_out) - held_out / 255.0).mean()):.3f}"
+    )
+    print(
+        f"unusual-input score: held-out pictures median {np.median(normal):.2f}, "
+        f"pixel-shuffled pictures median {np.median(odd):.2f}"
+    )
     return 0
 
 

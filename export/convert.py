@@ -307,8 +307,17 @@ def export_model(
         score_images, score_source = real, f"{real_source} (training images)"
     config, blobs = build_graphs(pair, opset)
     return export_traced(
-        pair.encoder, pair.decoder, blobs, pair.sha256, out, opset, devices, real,
-        score_images, score_source, score_labels,
+        pair.encoder,
+        pair.decoder,
+        blobs,
+        pair.sha256,
+        out,
+        opset,
+        devices,
+        real,
+        score_images,
+        score_source,
+        score_labels,
     )
 
 
@@ -363,7 +372,8 @@ def export_traced(
 
     config = encoder.config
     parity = {
-        device: validate_parity(measure_parity(encoder, decoder, blobs, device, real=real), device) for device in devices
+        device: validate_parity(measure_parity(encoder, decoder, blobs, device, real=real), device)
+        for device in devices
     }
     golden_npz, golden_spec = build_golden(encoder, decoder, real)
     staged = ModelFiles(

@@ -73,8 +73,7 @@ def build_golden(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> tuple[
         "format": contract.GOLDEN_FORMAT,
         "arrays": contract.GOLDEN_FILE,
         "graphs": {
-            graph: {"file": s.file, "inputs": s.input_names, "outputs": s.output_names}
-            for graph, s in graphs.items()
+            graph: {"file": s.file, "inputs": s.input_names, "outputs": s.output_names} for graph, s in graphs.items()
         },
         "tolerance": dict(contract.TOLERANCE),
         "relative_tolerance": dict(contract.RELATIVE_TOLERANCE),

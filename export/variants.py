@@ -69,7 +69,11 @@ def build_int8(fp32: Graphs) -> Graphs:
             if has_convolutions(model):
                 quantize_conv_weights(model)
                 quantize_dynamic(
-                    model, target, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["Gemm", "MatMul"]
+                    model,
+                    target,
+                    per_channel=True,
+                    weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Gemm", "MatMul"],
                 )
             else:
                 if graph == "encoder":

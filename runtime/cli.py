@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=seed_value, default=0, help="numpy seed for z ~ N(0, I) (default: 0)")
     s.add_argument("-o", "--output", default="samples.png", help=".png grid or .npy array (default: samples.png)")
     r = sub.add_parser("reconstruct", parents=[common], help="encode and decode images; originals beside results")
-    r.add_argument("input", help=".npy array of images (any accepted shape), a grayscale .png digit, or a colour .png/.jpg for a colour model")
+    r.add_argument(
+        "input",
+        help=".npy array of images (any accepted shape), a grayscale .png digit, or a .png/.jpg picture "
+        "for a colour model",
+    )
     r.add_argument(
         "-o",
         "--output",

@@ -96,7 +96,7 @@ def test_a_conforming_pair_exports_and_runs(tmp_path: Path, likelihood: str) -> 
         (Encoder, lambda: Decoder(scaled=True), "the decoder returns logits (N, 3, 8, 8)"),
         (lambda: Encoder(noisy=True), Decoder, "deterministic modules"),
         (lambda: Encoder(branchy=True), Decoder, "no data-dependent control flow"),
-        (lambda: (lambda x: x), Decoder, "the encoder is a torch.nn.Module"),
+        (lambda: lambda x: x, Decoder, "the encoder is a torch.nn.Module"),
     ],
     ids=["three-outputs", "wrong-shape", "decoder-outputs", "random-op", "control-flow", "not-a-module"],
 )

@@ -50,7 +50,9 @@ def test_bad_data_is_one_line_naming_it(
 def test_mixed_sizes_train_with_image_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_pictures(tmp_path / "data", [(16, 16), (20, 12), (8, 8), (16, 16)] * 3)
     flags = ["--dataset", "folder", "--data-dir", str(tmp_path / "data"), "--image-shape", "8", "8"]
-    code, _ = run_train([*flags, "--block", "conv", "--hidden", "4", "--layers", "1", "--out", str(tmp_path / "r")], capsys)
+    code, _ = run_train(
+        [*flags, "--block", "conv", "--hidden", "4", "--layers", "1", "--out", str(tmp_path / "r")], capsys
+    )
     assert code == 0
     assert np.load(tmp_path / "r" / "data_sample.npy").shape[1:] == (8, 8, 3)
 

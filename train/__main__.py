@@ -120,9 +120,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return dataclasses.replace(base, model=dataclasses.replace(base.model, **model_over), **train_over)
 
 
-def own_image_shape(
-    args: argparse.Namespace, preset: VAEConfig, given: dict[str, Any]
-) -> tuple[dict[str, Any], bool]:
+def own_image_shape(args: argparse.Namespace, preset: VAEConfig, given: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Image shape and channels for folder/npy data: the flags, else the preset's when it has its own
     (conv32: 32x32 RGB), else the first image's; the choice is printed. Also whether folder images are
     resized to that shape (only when the shape was given, not taken from the first image)."""

@@ -47,9 +47,7 @@ class VAEConfig:
         "image height and width; the data must match (folder and npy data: resized to it; "
         "without the flag, taken from the first image)",
     )
-    channels: int = setting(
-        CHANNELS_DEFAULT, "1 (grey) or 3 (RGB); folder and npy data are converted to it", CHANNELS
-    )
+    channels: int = setting(CHANNELS_DEFAULT, "1 (grey) or 3 (RGB); folder and npy data are converted to it", CHANNELS)
     hidden: int = setting(200, "hidden units of the encoder and the decoder (conv: channels of the first stage)")
     layers: int = setting(1, "hidden layers in the encoder and in the decoder (conv: stride-2 stages)")
     block: str = setting(

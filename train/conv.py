@@ -49,7 +49,8 @@ class ConvEncoder(nn.Module):
         self.config = config
         chans = stage_channels(config)
         self.stem = nn.Conv2d(config.channels, chans[0], 3, padding=1)
-        self.down = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2, padding=1) for a, b in zip(chans, chans[1:]))
+        pairs = zip(chans[:-1], chans[1:], strict=True)
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2, padding=1) for a, b in pairs)
         c, h, w = bottom_shape(config)
         self.mu = nn.Linear(c * h * w, config.latent)
         self.logvar = nn.Linear(c * h * w, config.latent)
@@ -76,9 +77,8 @@ class ConvDecoder(nn.Module):
         c, h, w = bottom_shape(config)
         self.bottom = (c, h, w)
         self.fc = nn.Linear(config.latent, c * h * w)
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(b, a, 4, stride=2, padding=1) for a, b in reversed(list(zip(chans, chans[1:])))
-        )
+        pairs = reversed(list(zip(chans[:-1], chans[1:], strict=True)))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 4, stride=2, padding=1) for a, b in pairs)
         self.head = nn.Conv2d(chans[0], config.channels * params, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -94,9 +94,7 @@ def read_one(path: Path, shape: tuple[int, int] | None, channels: int) -> np.nda
     return arr.reshape(arr.shape[0], arr.shape[1], channels)
 
 
-def load_folder(
-    root: Path, shape: tuple[int, int] | None, channels: int, progress: bool = True
-) -> ImageSet:
+def load_folder(root: Path, shape: tuple[int, int] | None, channels: int, progress: bool = True) -> ImageSet:
     """Every readable picture under root as one (N, H, W, C) uint8 array. With shape None every image
     must have the first one's size (DataError naming the first that differs: pass --image-shape)."""
     files, ignored = find_image_files(root)
@@ -220,7 +218,9 @@ def load(
     if dataset not in OWN_DATASETS:
         raise ValueError(f"dataset must be one of {OWN_DATASETS}, got {dataset!r}")
     if not data_dir:
-        raise DataError(f"--dataset {dataset} needs --data-dir ({'a folder of images' if dataset == 'folder' else 'FILE.npy'})")
+        raise DataError(
+            f"--dataset {dataset} needs --data-dir ({'a folder of images' if dataset == 'folder' else 'FILE.npy'})"
+        )
     path = Path(data_dir).expanduser()
     if dataset == "folder":
         return load_folder(path, shape, channels, progress)

@@ -27,10 +27,9 @@ from edgevae.runtime.contract import SCALED_LIKELIHOODS
 from edgevae.runtime.devices import resolve_device
 from edgevae.runtime.images import save_grid
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, imagedata
 from .checkpoint import CheckpointError
 from .config import TrainConfig
-from . import imagedata
 from .data import DATASETS, load_split
 from .evaluate import describe_nll, evaluate_elbo, evaluate_iw_log_likelihood, prepare_eval_images
 from .model import build_models, decoder_mean
