@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # tests/test_variants.py checks the shipped variants byte for byte. The runtime itself takes >= 1.16.
 EXPORT_ORT  ?= 1.31.1
 
-.PHONY: venv train export ship test lint wheel bench profile ood quality ablation compat cuda-check cuda-venv clean
+.PHONY: venv train export ship test lint wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ ablation: venv
 ## cuda-check: the real onnxruntime-gpu wheel (own venv, ~260 MB) on a machine without a GPU: cuda refused, auto falls back
 cuda-check: venv cuda-venv
 	$(BIN)/python -m pytest -q tests/test_cuda_wheel.py
+
+## cuda-test: on a machine with an NVIDIA GPU, pytest -m cuda and every packaged variant's self-test on CUDA, one table
+## (uses an importable onnxruntime-gpu, else makes .venv-cuda); without a GPU it says so and exits 0
+cuda-test:
+	$(PYTHON) bench/cuda_test.py
 
 cuda-venv:
 	[ -x .venv-ort-gpu/bin/python ] || { $(PYTHON) -m venv .venv-ort-gpu && .venv-ort-gpu/bin/pip install -q onnxruntime-gpu numpy \

@@ -258,6 +258,8 @@ def build_manifest(
             "files": {g: variant.file(g) for g in graphs},
             "batch": variant.batch,
             "format": "ort" if variant.suffix.endswith(".ort") else "onnx",
+            "devices": list(variant.devices),
+            **({"not_for": variant.not_for} if variant.not_for else {}),
             "size": size,
             "size_vs_fp32": size / fp32_size,
             "budget": {

@@ -261,9 +261,10 @@ def measure_variant(fp32: VAE, other: VAE, real: np.ndarray) -> dict[str, Any]:
 
 
 def _run_rows(vae: VAE, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run a session on `feeds`, row by row when the variant's batch is fixed."""
-    session = vae.encoder if graph == "encoder" else vae.decoder
-    return run_rows(session, vae.graphs[graph].output_names, feeds, vae.fixed_batch)
+    """Run a graph on `feeds`, row by row when the variant's batch is fixed."""
+    return run_rows(
+        lambda names, f: vae.run_graph(graph, names, f), vae.graphs[graph].output_names, feeds, vae.fixed_batch
+    )
 
 
 def check_variant(name: str, figures: dict[str, Any], pixels: int = 784) -> None:

@@ -14,29 +14,40 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
 from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
 from .devices import PROVIDERS, add_device_argument
-from .errors import DeviceError, ModelError, SelftestFailed, run_cli
-from .images import check_output_path, read_images, save_grid, write_output
+from .errors import DeviceError, EdgeVAEError, SelftestFailed, run_cli
+from .images import GRID_BYTES_PER_PIXEL, STDOUT, Output, plan_output, read_images, save_grid, write_output
 from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
-from .model import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, find_model_dir, list_packaged_models
+from .limits import MEMORY_BUDGET_ENV, check_amount, check_seed, parse_size
+from .model import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, ModelFiles, find_model_dir, list_packaged_models
+
+if TYPE_CHECKING:
+    from .vae import VAE
 
 
 def seed_value(text: str) -> int:
-    """argparse type for --seed: an int >= 0 (argparse names the flag in its error)."""
+    """argparse type for --seed: an int in [0, 2**128) (argparse names the flag in its error)."""
     try:
-        value = int(text)
+        return check_seed(int(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected an int in [0, 2**128), got {text!r}") from None
+
+
+def size_value(text: str) -> int:
+    """argparse type for --memory-budget: bytes, or a size such as 512M or 8G."""
+    try:
+        return parse_size(text, "--memory-budget")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"which build of the graphs: {', '.join(VARIANTS)} (default: {DEFAULT_VARIANT}); "
         "`edgevae info` lists those in the model folder with size and cost",
     )
+    common.add_argument(
+        "--memory-budget",
+        type=size_value,
+        default=None,
+        help=f"bytes (or 512M, 8G) that bound -n, --steps, -k and input sizes (default: ${MEMORY_BUDGET_ENV}, else 2G)",
+    )
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     p = argparse.ArgumentParser(
         prog="edgevae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -69,13 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", parents=[common], help="decode random latents into a grid of digits")
     s.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
     s.add_argument("--seed", type=seed_value, default=0, help="numpy seed for z ~ N(0, I) (default: 0)")
-    s.add_argument("-o", "--output", default="samples.png", help=".png grid or .npy array (default: samples.png)")
-    r = sub.add_parser("reconstruct", parents=[common], help="encode and decode images; originals beside results")
-    r.add_argument(
-        "input",
-        help=".npy array of images (any accepted shape), a grayscale .png digit, or a .png/.jpg picture "
-        "for a colour model",
+    s.add_argument(
+        "-o",
+        "--output",
+        default="samples.png",
+        help=".png grid or .npy array; - writes the PNG to stdout (default: samples.png)",
     )
+    r = sub.add_parser("reconstruct", parents=[common], help="encode and decode images; originals beside results")
+    r.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png digit")
     r.add_argument(
         "-o",
         "--output",
@@ -111,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"normal images' scores stored with the model ({', '.join('p' + q for q in PERCENTILES)}) "
         "(default: no flags)",
     )
-    c.add_argument("-o", "--output", default="-", help="CSV file (default: -, standard output)")
+    c.add_argument("-o", "--output", default="-", help=".csv file (default: -, standard output)")
     sub.add_parser(
         "selftest",
         parents=[common],
@@ -121,19 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_threshold(vae: Any, text: str | None, score: str) -> tuple[float | None, str]:
-    """--threshold as a number, or pNN -> the stored percentile; with a description for the summary."""
+def resolve_threshold(vae: VAE, text: str | None, score: str) -> tuple[float | None, str]:
+    """--threshold as a finite number, or pNN -> the stored percentile; with a description for the summary."""
     if text is None:
         return None, ""
     if text.lower().startswith("p"):
         value = vae.threshold(text[1:], score)
         return value, f"{value:.4g} (the {text[1:]}th percentile of {vae.score_stats.images} normal images)"
     try:
-        return float(text), text
+        value = float(text)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
         raise ValueError(
-            f"--threshold: expected a number or pNN ({', '.join('p' + q for q in PERCENTILES)}); got {text!r}"
-        ) from None
+            f"--threshold: expected a finite number or pNN ({', '.join('p' + q for q in PERCENTILES)}); got {text!r}"
+        )
+    return value, text
 
 
 def format_scores(result: Any, threshold: float | None) -> str:
@@ -149,29 +170,44 @@ def format_scores(result: Any, threshold: float | None) -> str:
     return buf.getvalue()
 
 
-def describe_selftests(model: str | None, threads: int | None, variants: list[str]) -> list[str]:
-    """One line per device this onnxruntime could run and variant: the self-test result there."""
+def selftest_lines(vae: VAE, model: str, threads: int | None, variants: list[str]) -> tuple[list[str], int]:
+    """One line per device and variant: the self-test result, "not for" the devices a variant is not
+    built for, or "not run" where the device is missing; with the number of checks that failed. Every
+    check runs, whatever failed before it."""
     import onnxruntime as ort
 
     from .selftest import run_selftest
     from .vae import VAE
 
-    lines = []
+    lines, failed = [], 0
     for device, provider in PROVIDERS.items():
         if provider not in ort.get_available_providers():
             lines.append(f"selftest {device}: not run ({provider} not in this onnxruntime)")
             continue
-        try:
-            for variant in variants:
+        for variant in variants:
+            try:
+                ModelFiles(vae.files.folder, vae.files.manifest, {}, variant=variant).session_device(device)
+            except DeviceError as exc:
+                lines.append(f"selftest {device} {variant}: not for {device.upper()} ({exc})")
+                continue
+            try:
                 report = run_selftest(VAE(model, device=device, variant=variant, threads=threads))
-                lines.append(f"selftest {device} {variant} ({report.provider}): {report.summary()}")
-        except (DeviceError, ModelError) as exc:
-            lines.append(f"selftest {device}: not run ({exc})")
-    return lines
+            except DeviceError as exc:
+                lines.append(f"selftest {device} {variant}: not run ({exc})")
+                continue
+            except EdgeVAEError as exc:
+                lines.append(f"selftest {device} {variant}: FAIL ({exc})")
+                failed += 1
+                continue
+            lines.append(f"selftest {device} {variant} ({report.provider}): {report.summary()}")
+            failed += not report.passed
+    return lines, failed
 
 
 def describe_variant(name: str, v: dict[str, Any], folder: Any) -> str:
     """One `edgevae info` line for a manifest variant; a malformed entry is a ModelError."""
+    from .errors import ModelError
+
     try:
         change = v.get("log_likelihood_change", {})
         cost = (
@@ -180,76 +216,115 @@ def describe_variant(name: str, v: dict[str, Any], folder: Any) -> str:
             else "not measured"
         )
         diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
+        devices = "+".join(v.get("devices", VARIANTS[name].devices if name in VARIANTS else ("cpu", "cuda")))
         return (
             f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
-            f"cost {cost}  pixel |diff| {diff:.1e}  {v.get('description', '')}"
+            f"cost {cost}  pixel |diff| {diff:.1e}  for {devices}  {v.get('description', '')}"
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{folder}/manifest.json: variants.{name} is malformed ({type(exc).__name__}: {exc})") from exc
 
 
-def run_command(args: argparse.Namespace) -> str:
-    import onnxruntime as ort
-
+# -- the commands: each plans its output before any work, then loads the model, then works ----------
+def load_vae(args: argparse.Namespace) -> VAE:
     from .vae import VAE
 
-    if args.command in ("sample", "reconstruct", "interpolate"):
-        check_output_path(args.output)  # before any work: a wrong suffix must not cost a computation
     args.model = str(find_model_dir(args.model, args.model_name))
-    vae = VAE(args.model, device=args.device, variant=args.variant, threads=args.threads)
-    head = f"device: {args.device} -> {vae.device} ({', '.join(vae.providers)}); variant: {vae.files.variant}"
-    if args.command == "sample":
-        images = vae.sample(args.n, seed=args.seed)
-        path = save_grid(images, args.output)
-        return f"{head}\nwrote {len(images)} samples to {path}"
-    if args.command == "reconstruct":
-        x = read_images(args.input, vae.channels)
-        recon = vae.reconstruct(x, stochastic=args.stochastic, seed=args.seed)
-        recon = recon.reshape(-1, *vae.output_shape)
-        if args.output.lower().endswith(".png"):
-            orig = vae.normalize_images(x)
-            pairs = np.stack([orig, recon], axis=1).reshape(-1, *vae.output_shape)  # original, result, ...
-            ncols = 2 * min(8, len(recon))
-            path = save_grid(pairs, args.output, ncols=ncols)
-        else:
-            path = save_grid(recon, args.output)
-        return f"{head}\nwrote {len(recon)} reconstructions to {path}"
-    if args.command == "score":
-        x = read_images(args.input, vae.channels)
-        threshold, described = resolve_threshold(vae, args.threshold, args.score)
-        result = vae.score(x, score=args.score, k=args.k, seed=args.seed)
-        text = format_scores(result, threshold)
-        summary = f"{head}\nscored {len(result.score)} images: score {result.name}, k={result.k}"
-        if threshold is not None:
-            summary += f"; {int((result.score > threshold).sum())} flagged above {described}"
-        if args.output == "-":
-            sys.stdout.write(text)
-            print(summary, file=sys.stderr)
-            return ""
-        write_output(args.output, text.encode())
-        return f"{summary}\nwrote {args.output}"
-    if args.command == "selftest":
-        from .selftest import run_selftest
+    return VAE(
+        args.model, device=args.device, variant=args.variant, threads=args.threads, memory_budget=args.memory_budget
+    )
 
-        report = run_selftest(vae)
-        lines = [head] + [c.line() for c in report.checks] + [f"selftest on {report.provider}: {report.summary()}"]
-        if not report.passed:
-            raise SelftestFailed("\n".join(lines))
-        return "\n".join(lines)
-    if args.command == "interpolate":
-        images = vae.interpolate(read_images(args.a, vae.channels), read_images(args.b, vae.channels), steps=args.steps)
-        path = save_grid(images, args.output, ncols=len(images))
-        return f"{head}\nwrote {len(images)} interpolation steps to {path}"
+
+def header(args: argparse.Namespace, vae: VAE) -> str:
+    only = "" if "cuda" in vae.files.devices else f" (built for {', '.join(vae.files.devices)} only)"
+    return f"device: {args.device} -> {vae.device} ({', '.join(vae.providers)}); variant: {vae.files.variant}{only}"
+
+
+def output_cost(vae: VAE, output: Output, images_per_item: int = 1) -> int:
+    """Bytes of work per output image beside the images themselves: a PNG grid's copies, or an .npy copy."""
+    per_pixel = GRID_BYTES_PER_PIXEL if output.format == "png" else 8
+    return images_per_item * per_pixel * vae.pixels
+
+
+def cmd_sample(args: argparse.Namespace) -> str:
+    output = plan_output(args.output)
+    vae = load_vae(args)
+    check_amount("-n", args.n, vae.image_bytes + output_cost(vae, output), vae.memory_budget, " images")
+    images = vae.sample(args.n, seed=args.seed)
+    path = save_grid(images, output)
+    return f"{header(args, vae)}\nwrote {len(images)} samples to {path}"
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> str:
+    output = plan_output(args.output, inputs=[args.input])
+    vae = load_vae(args)
+    pairs = output.format == "png"  # originals beside reconstructions: twice the images in the grid
+    x = read_images(
+        args.input,
+        vae.input_rule(args.input, vae.image_bytes + output_cost(vae, output, 1 + pairs)),
+        channels=vae.channels,
+    )
+    recon = vae.reconstruct(x, stochastic=args.stochastic, seed=args.seed).reshape(-1, *vae.output_shape)
+    if pairs:
+        orig = vae.normalize_images(x)
+        grid = np.stack([orig, recon], axis=1).reshape(-1, *vae.output_shape)  # original, result, ...
+        path = save_grid(grid, output, ncols=2 * min(8, len(recon)))
+    else:
+        path = save_grid(recon, output)
+    return f"{header(args, vae)}\nwrote {len(recon)} reconstructions to {path}"
+
+
+def cmd_interpolate(args: argparse.Namespace) -> str:
+    output = plan_output(args.output, inputs=[args.a, args.b])
+    vae = load_vae(args)
+    check_amount("--steps", args.steps, vae.image_bytes + output_cost(vae, output), vae.memory_budget, " images")
+    a, b = (read_images(path, vae.input_rule(path), channels=vae.channels) for path in (args.a, args.b))
+    images = vae.interpolate(a, b, steps=args.steps)
+    path = save_grid(images, output, ncols=len(images))
+    return f"{header(args, vae)}\nwrote {len(images)} interpolation steps to {path}"
+
+
+def cmd_score(args: argparse.Namespace) -> str:
+    output = plan_output(args.output, formats={".csv": "csv"}, default="csv", inputs=[args.input])
+    vae = load_vae(args)
+    threshold, described = resolve_threshold(vae, args.threshold, args.score)
+    x = read_images(args.input, vae.input_rule(args.input, 64), channels=vae.channels)
+    result = vae.score(x, score=args.score, k=args.k, seed=args.seed)
+    summary = f"{header(args, vae)}\nscored {len(result.score)} images: score {result.name}, k={result.k}"
+    if threshold is not None:
+        summary += f"; {int((result.score > threshold).sum())} flagged above {described}"
+    write_output(output, format_scores(result, threshold).encode())
+    return summary if output.path == STDOUT else f"{summary}\nwrote {output.path}"
+
+
+def cmd_selftest(args: argparse.Namespace) -> str:
+    from .selftest import run_selftest
+
+    vae = load_vae(args)
+    report = run_selftest(vae)
+    lines = [header(args, vae)] + [c.line() for c in report.checks]
+    lines.append(f"selftest on {report.provider}: {report.summary()}")
+    if not report.passed:
+        raise SelftestFailed("\n".join(lines))
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> str:
+    """Metadata, every file's checksum, the variants, and the self-test of every variant on every
+    device; exit 1 (SelftestFailed) when any check failed, after running all of them."""
+    import onnxruntime as ort
+
+    vae = load_vae(args)
     m = vae.files.manifest
     lines = [
-        head,
+        header(args, vae),
         f"model: {vae.files.folder}",
         f"packaged models: {', '.join(list_packaged_models())} (choose with --model-name)",
         f"config: {json.dumps(m['config'], sort_keys=True)}",
         f"opset: {m.get('opset')}  min onnxruntime: {m.get('min_onnxruntime')}  "
         f"versions: {json.dumps(m.get('versions', {}), sort_keys=True)}",
     ]
-    verified = set(vae.files.extras) | {VARIANTS[vae.files.variant].file(g) for g in vae.files.blobs}
+    verified = set(vae.files.extras) | {vae.files.spec.file(g) for g in vae.files.blobs}
     for name, entry in m["files"].items():
         state = "verified" if name in verified else "listed; verified when its variant loads"
         lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  ({state})")
@@ -262,8 +337,26 @@ def run_command(args: argparse.Namespace) -> str:
         lines.append(describe_variant(name, v, vae.files.folder))
     lines.append(f"onnxruntime {ort.__version__}; available providers: {', '.join(ort.get_available_providers())}")
     lines.append(f"active providers: {', '.join(vae.providers)}")
-    lines.extend(describe_selftests(args.model, args.threads, [n for n in VARIANTS if n in present]))
+    checks, failed = selftest_lines(vae, args.model, args.threads, [n for n in VARIANTS if n in present])
+    lines.extend(checks)
+    if failed:
+        lines.append(f"info: {failed} check(s) failed")
+        raise SelftestFailed("\n".join(lines))
     return "\n".join(lines)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "sample": cmd_sample,
+    "reconstruct": cmd_reconstruct,
+    "interpolate": cmd_interpolate,
+    "score": cmd_score,
+    "selftest": cmd_selftest,
+    "info": cmd_info,
+}
+
+
+def run_command(args: argparse.Namespace) -> str:
+    return COMMANDS[args.command](args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         text = run_command(args)
-        if text:
-            print(text)
+        # the report goes where the data does not: stderr when the output is standard output
+        print(text, file=sys.stderr if getattr(args, "output", None) == STDOUT else sys.stdout)
         return 0
 
     return run_cli(body, "edgevae", debug=args.debug)

@@ -1,8 +1,8 @@
-"""Colour pictures: tile (N, H, W, 3) images into an RGB PNG grid, and read colour PNG/JPEG inputs.
+"""Colour pictures: tile (N, H, W, 3) images into an RGB PNG grid.
 
 The PNG is written with the standard library (zlib), like the grey grids in images.py, so
-`edgevae sample` on a colour model needs nothing beyond numpy and onnxruntime; reading PNG or JPEG
-input imports Pillow lazily (edgevae[images]).
+`edgevae sample` on a colour model needs nothing beyond numpy and onnxruntime (colour inputs are
+read by images.read_png with Pillow).
 """
 
 from __future__ import annotations
@@ -10,13 +10,8 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
-
-from .errors import InputError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # what Pillow reads for us; never decoded here
 
 
 def tile_colour(images: np.ndarray, ncols: int | None = None, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
@@ -53,20 +48,3 @@ def encode_rgb_png(image: np.ndarray, scale: int = 1) -> bytes:
         + png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
         + png_chunk(b"IEND", b"")
     )
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """One picture file (PNG, JPEG, BMP, WebP) as (H, W, 3) uint8 RGB; transparency over white."""
-    from .images import import_pillow
-
-    image_mod = import_pillow()
-    try:
-        with image_mod.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                white = image_mod.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return np.asarray(image_mod.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except OSError as exc:  # PIL.UnidentifiedImageError and truncated files are OSErrors
-        raise InputError(f"{path} is not a readable image: {exc}") from exc

@@ -158,6 +158,10 @@ class Variant:
     # the same for models of other shapes than MNIST's 28x28 grey (own images, colour, conv): bits per
     # dimension, so the budget grows with the image (fp16 convolutions drift more than fp16 Gemms)
     bpd_budget: float = 1e-5
+    # The devices (devices.py names) this build is for; the manifest records them per variant, and the
+    # runtime refuses any other before a session starts (device="auto" picks the first one it can).
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    not_for: str = ""  # why the devices left out are, for the refusal and `edgevae info`
 
     def file(self, graph: str) -> str:
         return f"{graph}{self.suffix}"
@@ -197,7 +201,16 @@ VARIANTS = {
         Variant(
             "b1", ".b1.onnx", "float32, batch fixed at 1: fully usable by NNAPI and CoreML", batch=1, nll_budget=1e-3
         ),
-        Variant("ort", ".ort", "float32 in ORT format, for ONNX Runtime Mobile and minimal builds", nll_budget=1e-3),
+        Variant(
+            "ort",
+            ".ort",
+            "float32 in ORT format, for ONNX Runtime Mobile and minimal builds",
+            nll_budget=1e-3,
+            devices=("cpu",),
+            # onnxruntime-gpu 1.31.1 on an H200: "CUDA failure 700: an illegal memory access" on the
+            # first run, after which no CUDA session starts in that process (issue 21)
+            not_for="ORT-format files hold kernels chosen for the CPU provider; on CUDA use variant fp32 or fp16",
+        ),
     )
 }
 DEFAULT_VARIANT = "fp32"

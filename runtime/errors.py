@@ -25,6 +25,10 @@ class DeviceError(EdgeVAEError):
     """The requested device is not available, or its execution provider did not load."""
 
 
+class RunError(EdgeVAEError):
+    """onnxruntime failed while running a graph (a kernel or device failure, not bad input)."""
+
+
 class InputError(EdgeVAEError, ValueError):
     """An input file cannot be read or an output cannot be written (also a ValueError: bad input)."""
 

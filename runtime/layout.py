@@ -57,13 +57,19 @@ class ImageLayout:
 
     def flatten(self, arr: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
         """(rows (N, pixels), was-one-image) for an accepted shape; ValueError naming them otherwise."""
+        n, single = self.count(arr.shape, name)
+        return arr.reshape(n, self.pixels), single
+
+    def count(self, shape: tuple[int, ...], name: str) -> tuple[int, bool]:
+        """(images, is-one-image) in an array of an accepted `shape`; ValueError naming them otherwise."""
+        shape = tuple(int(s) for s in shape)
         batches, singles = self.accepted()
-        if arr.shape in singles:
-            return arr.reshape(1, self.pixels), True
-        for shape in batches:
-            if arr.ndim == len(shape) and arr.shape[1:] == shape[1:]:
-                return arr.reshape(arr.shape[0], self.pixels), False
+        if shape in singles:
+            return 1, True
+        for accepted in batches:
+            if len(shape) == len(accepted) and shape[1:] == accepted[1:]:
+                return shape[0], False
         shapes = [str(s).replace("'", "").replace(",)", ")") if len(s) > 1 else str(s) for s in batches + singles]
         kind = "" if self.channels == 1 else f" ({self.channels} channels, channels last)"
         listed = ", ".join(shapes[:-1]) + " or " + shapes[-1]
-        raise ValueError(f"{name}: expected images shaped {listed}{kind}; got shape {arr.shape}")
+        raise ValueError(f"{name}: expected images shaped {listed}{kind}; got shape {shape}")

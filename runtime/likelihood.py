@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .arrays import read_npz_bytes
 from .contract import LIKELIHOODS, SCORE_STATS_FORMAT
+from .limits import MAX_SIDE_FILE_BYTES
 
 LOG_2PI = math.log(2 * math.pi)
 LN2 = math.log(2.0)
@@ -166,15 +168,11 @@ class ScoreDensity:
     @classmethod
     def from_npz(cls, blob: bytes, features: int, name: str = "score_density.npz") -> ScoreDensity:
         """The mixture in an .npz file's bytes; ValueError naming the file when it is not one over `features`."""
-        import zipfile  # here, not at import: only this reader needs it (cold start)
-
+        stored = read_npz_bytes(blob, name, MAX_SIDE_FILE_BYTES)  # headers checked before any allocation
         try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-                arrays = {key: np.asarray(npz[key], np.float64) for key in DENSITY_KEYS}
+            arrays = {key: np.asarray(stored[key], np.float64) for key in DENSITY_KEYS}
         except KeyError as exc:
             raise ValueError(f"{name} is not a score density: no array {exc}") from exc
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{name} is not a valid .npz file: {exc}") from exc
         m = len(arrays["log_weights"])
         want = {"log_weights": (m,), "means": (m, features), "prec_chol": (m, features, features)}
         for key, shape in want.items():

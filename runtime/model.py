@@ -22,8 +22,9 @@ from typing import Any
 import onnxruntime as ort
 
 from . import contract
-from .devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS, resolve_device
-from .errors import DeviceError, ModelError
+from .devices import AUTO, CPU_DEVICE, CUDA_DEVICE, PROVIDERS, check_device, resolve_device
+from .errors import DeviceError, ModelError, RunError
+from .limits import MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, MAX_SIDE_FILE_BYTES, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +32,10 @@ MODEL_DIR_ENV = "EDGEVAE_MODEL_DIR"
 MODEL_NAME_ENV = "EDGEVAE_MODEL"
 DEFAULT_MODEL = "default"
 _state = ort.capi.onnxruntime_pybind11_state
-# onnxruntime's own load errors are plain Exception subclasses, not RuntimeError.
-ORT_LOAD_ERRORS = (
-    RuntimeError,
-    _state.Fail,
-    _state.InvalidProtobuf,
-    _state.InvalidGraph,
-    _state.InvalidArgument,
-    _state.NoSuchFile,
+# onnxruntime's own errors (Fail, RuntimeException, EPFail, InvalidGraph, ...) are plain Exception
+# subclasses defined in its pybind module, not RuntimeError: every one of them, whatever the release.
+ORT_ERRORS: tuple[type[BaseException], ...] = (RuntimeError,) + tuple(
+    v for v in vars(_state).values() if isinstance(v, type) and issubclass(v, Exception)
 )
 CPU, CUDA = PROVIDERS[CPU_DEVICE], PROVIDERS[CUDA_DEVICE]
 # onnxruntime's CUDA provider runs float GEMMs in TF32 by default (10-bit mantissa), which breaks
@@ -99,9 +96,44 @@ class ModelFiles:
         return found if isinstance(found, dict) and found else {contract.DEFAULT_VARIANT: {}}
 
     @property
+    def spec(self) -> contract.Variant:
+        """The contract's description of the loaded variant."""
+        return contract.VARIANTS[self.variant]
+
+    @property
     def fixed_batch(self) -> int | None:
         """The graphs' fixed batch size, or None for the dynamic batch axis."""
-        return contract.VARIANTS[self.variant].batch
+        return self.spec.batch
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The devices the loaded variant is for: the manifest's record, else the contract's (an
+        export older than that record)."""
+        found = self.variants.get(self.variant, {}).get("devices")
+        if found is None:
+            return self.spec.devices
+        known = (CPU_DEVICE, CUDA_DEVICE)
+        if not (isinstance(found, list) and found and all(d in known for d in found)):
+            raise ModelError(
+                f"corrupt manifest in {self.folder}: variants.{self.variant}.devices must be a non-empty "
+                f"list of {', '.join(known)}; got {found!r}"
+            )
+        return tuple(found)
+
+    def session_device(self, device: str) -> str:
+        """`device` ("auto", "cpu" or "cuda") kept within the variant's devices, before any session
+        starts: "auto" without CUDA among them is "cpu"; a device left out is a DeviceError saying why."""
+        device = check_device(device)
+        allowed = self.devices
+        if device == AUTO:
+            return AUTO if CUDA_DEVICE in allowed else allowed[0]
+        if device not in allowed:
+            why = self.variants.get(self.variant, {}).get("not_for") or self.spec.not_for
+            raise DeviceError(
+                f"variant {self.variant!r} is not for device {device!r} (it runs on {', '.join(allowed)})"
+                + (f": {why}" if why else "")
+            )
+        return device
 
     def extra(self, name: str, purpose: str) -> bytes:
         """The verified bytes of a listed non-graph file, or a ModelError saying how to get it."""
@@ -155,6 +187,8 @@ def seal_manifest(manifest: dict[str, Any]) -> bytes:
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / contract.MANIFEST_FILE
+    if folder.exists() and not folder.is_dir():
+        raise ModelError(f"model folder {folder} is a file, not a folder; give the folder that holds {path.name}")
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist")
     check_inside(folder, path)
@@ -162,6 +196,12 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ModelError(f"model file {path} is a directory, expected the manifest")
     if not path.is_file():
         raise ModelError(f"model folder {folder} has no {contract.MANIFEST_FILE}; export one with `make export`")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ModelError(
+            f"corrupt manifest {path}: {size:,} bytes, where a manifest is at most {MAX_MANIFEST_BYTES:,}; "
+            "refused before reading it"
+        )
     try:
         raw = path.read_bytes()
         manifest = json.loads(raw.decode("utf-8"))
@@ -223,13 +263,20 @@ def read_verified(folder: Path, name: str, entry: Any) -> bytes:
         raise ModelError(f"model file {path} is a directory, expected a file")
     if not path.is_file():
         raise ModelError(f"model file {path} is missing")
+    want = entry.get("size")
+    limit = MAX_GRAPH_BYTES if "graph" in entry else MAX_SIDE_FILE_BYTES
+    if isinstance(want, bool) or not isinstance(want, int) or not 0 <= want <= limit:
+        raise ModelError(f"manifest in {folder} gives {name} a size of {want!r}; expected an int from 0 to {limit:,}")
+    size = path.stat().st_size
+    if size != want:  # checked before reading: a forged or damaged file costs no memory
+        what = "truncated" if size < want else "larger than exported"
+        raise ModelError(f"model file {path} is corrupt ({what}): {size:,} bytes; manifest expects {want:,}")
     blob = path.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry["sha256"]:
-        what = "truncated" if len(blob) < int(entry.get("size", 0)) else "modified"
         raise ModelError(
-            f"model file {path} is corrupt ({what}): sha256 {digest[:16]}..., "
-            f"size {len(blob)}; manifest expects {entry['sha256'][:16]}..., size {entry.get('size')}"
+            f"model file {path} is corrupt (modified): sha256 {digest[:16]}..., "
+            f"size {len(blob)}; manifest expects {entry['sha256'][:16]}..., size {want}"
         )
     return blob
 
@@ -303,13 +350,8 @@ def make_session_options(
     """SessionOptions with intra-op threads and graph optimization level ('disable', 'basic',
     'extended', 'all') applied on top of `options`."""
     opts = options or ort.SessionOptions()
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
-            raise ValueError(
-                f"threads must be an int from 0 (onnxruntime's default) to {MAX_THREADS} "
-                f"(4 per core of the {os.cpu_count()} here); got {threads!r}"
-            )
-        opts.intra_op_num_threads = threads
+    if threads is not None:  # 0: onnxruntime's default; at most 4 per core
+        opts.intra_op_num_threads = check_int(threads, "threads", minimum=0, maximum=MAX_THREADS)
     if optimization_level is not None:
         levels = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -326,8 +368,9 @@ def make_session_options(
 Runner = Callable[[list[str], dict[str, Any]], list[Any]]
 
 
-def make_runner(session: ort.InferenceSession) -> Runner:
-    """A fast `session.run(names, feeds)`.
+def make_runner(session: ort.InferenceSession, name: str = "graph") -> Runner:
+    """A fast `session.run(names, feeds)` whose onnxruntime failures are `RunError`s naming the graph
+    (`name`), the provider and the cause.
 
     InferenceSession.run re-validates the feed's names against the graph through several pybind
     property reads on every call, which costs about as much as running these small graphs at batch 1
@@ -337,8 +380,28 @@ def make_runner(session: ort.InferenceSession) -> Runner:
     """
     inner = getattr(session, "_sess", None)
     if inner is not None and callable(getattr(inner, "run", None)):
-        return lambda names, feeds: inner.run(names, feeds, None)
-    return lambda names, feeds: session.run(names, feeds)
+        call: Runner = lambda names, feeds: inner.run(names, feeds, None)  # noqa: E731
+    else:
+        call = session.run
+    provider = session.get_providers()[0]
+
+    def run(names: list[str], feeds: dict[str, Any]) -> list[Any]:
+        try:
+            return call(names, feeds)
+        except ORT_ERRORS as exc:
+            raise run_error(name, provider, exc) from exc
+
+    return run
+
+
+def run_error(name: str, provider: str, exc: BaseException) -> RunError:
+    """One line naming the graph, the provider and onnxruntime's cause; after a CUDA failure, that the
+    process's CUDA context may be unusable (every later CUDA session in it can fail to start)."""
+    cause = " ".join(str(exc).split())[:300] or type(exc).__name__
+    message = f"onnxruntime failed running {name} on {provider}: {cause}"
+    if provider == CUDA:
+        message += "; this process's CUDA context may now be unusable: start a new process"
+    return RunError(message)
 
 
 def check_session_signature(
@@ -366,7 +429,7 @@ def start_session(blob: bytes, name: str, device: str, options: ort.SessionOptio
     try:
         with_options = [(p, CUDA_OPTIONS) if p == CUDA else p for p in providers]
         session = ort.InferenceSession(blob, sess_options=options, providers=with_options)
-    except ORT_LOAD_ERRORS as exc:
+    except ORT_ERRORS as exc:
         raise ModelError(f"onnxruntime could not load {name}: {str(exc)[:300]}") from exc
     active = session.get_providers()
     if providers[0] == CUDA and active[0] != CUDA:

@@ -10,7 +10,7 @@ same check (README: "Self-test on any runtime").
 
 from __future__ import annotations
 
-import io
+import functools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import contract
+from .arrays import read_npz_bytes
 from .errors import ModelError
+from .limits import MAX_SIDE_FILE_BYTES
 
 if TYPE_CHECKING:
     from .vae import VAE
@@ -77,8 +79,7 @@ def load_golden(vae: VAE) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     blob = vae.files.extra(contract.GOLDEN_FILE, "the self-test")
     spec_blob = vae.files.extra(contract.GOLDEN_SPEC_FILE, "the self-test")
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        arrays = read_npz_bytes(blob, contract.GOLDEN_FILE, MAX_SIDE_FILE_BYTES)
         spec = json.loads(spec_blob.decode("utf-8"))
         if spec.get("format") != contract.GOLDEN_FORMAT:
             raise ValueError(f"format is not {contract.GOLDEN_FORMAT!r}")
@@ -97,7 +98,6 @@ def run_selftest(vae: VAE) -> SelftestReport:
         raise ModelError(f"golden vectors in {vae.files.folder} have no budgets for variant {variant!r}; re-export")
     atol = float(spec["tolerance"][vae.device])
     rtols = {k: float(v) for k, v in spec.get("relative_tolerance", {}).items()}
-    sessions = {"encoder": vae.encoder, "decoder": vae.decoder}
     checks = []
     for graph, gspec in contract.graphs_for(vae.likelihood).items():
         try:
@@ -105,7 +105,8 @@ def run_selftest(vae: VAE) -> SelftestReport:
             wants = [arrays[f"{graph}.{name}"] for name in gspec.output_names]
         except KeyError as exc:
             raise ModelError(f"golden vectors in {vae.files.folder} have no array {exc}") from exc
-        gots = run_rows(sessions[graph], gspec.output_names, feeds, vae.fixed_batch)
+        run = functools.partial(vae.run_graph, graph)
+        gots = run_rows(run, gspec.output_names, feeds, vae.fixed_batch)
         for name, got, want in zip(gspec.output_names, gots, wants, strict=True):
             budget = 0.0 if budgets is None else budgets.get(name)
             if budget is None:
@@ -114,10 +115,10 @@ def run_selftest(vae: VAE) -> SelftestReport:
     return SelftestReport(vae.providers[0], tuple(checks), variant)
 
 
-def run_rows(session: Any, names: list[str], feeds: dict[str, np.ndarray], fixed_batch: int | None) -> list[np.ndarray]:
-    """session.run on `feeds`, one row per call when the graph's batch is fixed at 1."""
+def run_rows(run: Any, names: list[str], feeds: dict[str, np.ndarray], fixed_batch: int | None) -> list[np.ndarray]:
+    """run(names, feeds) (a session's run), one row per call when the graph's batch is fixed at 1."""
     if fixed_batch is None:
-        return list(session.run(names, feeds))
+        return list(run(names, feeds))
     n = len(next(iter(feeds.values())))
-    rows = [session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
+    rows = [run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
     return [np.concatenate([r[j] for r in rows]) for j in range(len(names))]

@@ -23,11 +23,12 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import ArrayLike, NDArray
 
-from . import contract
+from . import contract, limits
 from . import likelihood as lik
 from .devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS
 from .errors import ModelError
 from .layout import ImageLayout
+from .limits import check_amount, check_int, check_seed
 from .model import (
     ModelFiles,
     Runner,
@@ -42,7 +43,9 @@ from .model import (
 FloatArray = NDArray[np.float32]
 DEFAULT_CHUNK = 2048
 DEFAULT_K = 100  # importance samples for log_likelihood
-MAX_SAMPLES = 250_000  # images per sample() call (0.73 GiB of float32 output); refused above, before allocating
+# Latents are clipped to +-Z_LIMIT before decoding: float32 GEMMs overflow to inf - inf = NaN for latents
+# near 3e38, and 1e4 prior standard deviations hold no probability mass.
+Z_LIMIT = 1e4
 WIDE_ROWS = 64  # with threads=None, batches from this many rows run on all cores (bench/run.py measures it)
 
 
@@ -73,7 +76,9 @@ class VAE:
     threads=None (default) on the CPU: batches under WIDE_ROWS rows run on single-thread sessions
     (no thread-pool wake-up: fastest for these small graphs, and many request threads scale), larger
     ones on sessions using every core with spinning off, made on first need (README, "Speed").
-    chunk_size: rows per `run` call for large batches.
+    chunk_size: rows per `run` call for large batches (default 2048, fewer when the budget is small).
+    memory_budget: bytes (or "8G") that bound every amount of work held in memory (n, steps, k,
+    chunk_size); default $EDGEVAE_MEMORY_BUDGET, else 2 GiB (`limits`). Refused before allocating.
     """
 
     def __init__(
@@ -86,11 +91,12 @@ class VAE:
         threads: int | None = None,
         optimization_level: str | None = None,
         session_options: ort.SessionOptions | None = None,
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
+        memory_budget: int | str | None = None,
     ) -> None:
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self.memory_budget = budget = limits.memory_budget(memory_budget)
         self._options = {
+            "memory_budget": budget,
             "device": device,
             "threads": threads,
             "optimization_level": optimization_level,
@@ -100,6 +106,18 @@ class VAE:
         self.files: ModelFiles = (
             model_dir if isinstance(model_dir, ModelFiles) else load_model_files(model_dir, variant, model)
         )
+        self.latent = self.files.latent
+        self.image_shape = self.files.image_shape
+        self.layout = ImageLayout.from_config(self.files.config)
+        self.channels = self.layout.channels
+        self.output_shape = self.layout.shape  # (H, W) grey, (H, W, C) colour: what images come back as
+        self.pixels = self.layout.pixels
+        self.graphs = contract.graphs_for(self.likelihood)
+        row_bytes = 16 * (self.pixels + self.latent)  # a run's feeds, outputs and the likelihood's temporaries
+        if chunk_size is None:
+            chunk_size = max(1, min(DEFAULT_CHUNK, budget // row_bytes))
+        chunk_size = check_int(chunk_size, "chunk_size")
+        check_amount("chunk_size", chunk_size, row_bytes, budget, " rows")
         self.fixed_batch = self.files.fixed_batch
         if self.fixed_batch is not None:
             if self.fixed_batch != 1:
@@ -110,24 +128,18 @@ class VAE:
             chunk_size = 1
         auto_threads = threads is None and session_options is None
         opts = make_session_options(1 if auto_threads else threads, optimization_level, session_options)
-        self.encoder = start_session(self.files.blobs["encoder"], contract.ENCODER.file, device, opts)
-        self.decoder = start_session(self.files.blobs["decoder"], contract.DECODER.file, device, opts)
+        device = self.files.session_device(device)  # a variant not for this device is refused here
+        self.encoder = start_session(self.files.blobs["encoder"], self._graph_name("encoder"), device, opts)
+        self.decoder = start_session(self.files.blobs["decoder"], self._graph_name("decoder"), device, opts)
         self._optimization_level = optimization_level
         self.chunk_size = chunk_size
-        self.latent = self.files.latent
-        self.image_shape = self.files.image_shape
-        self.layout = ImageLayout.from_config(self.files.config)
-        self.channels = self.layout.channels
-        self.output_shape = self.layout.shape  # (H, W) grey, (H, W, C) colour: what images come back as
-        self.pixels = self.layout.pixels
-        self.graphs = contract.graphs_for(self.likelihood)
         self._score_stats: lik.ScoreStats | None = None
         self._score_density: lik.ScoreDensity | None = None
         sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
         for session, spec in ((self.encoder, self.graphs["encoder"]), (self.decoder, self.graphs["decoder"])):
             check_session_signature(session, spec, sizes, self.fixed_batch, str(self.files.folder / spec.file))
-        self._encoder_runner = make_runner(self.encoder)
-        self._decoder_runner = make_runner(self.decoder)
+        self._encoder_runner = make_runner(self.encoder, self._graph_name("encoder"))
+        self._decoder_runner = make_runner(self.decoder, self._graph_name("decoder"))
         if auto_threads and self.device == "cpu" and self.fixed_batch is None:
             self._wide: dict[str, Runner] = {}
             self._wide_lock = threading.Lock()
@@ -155,10 +167,19 @@ class VAE:
                 if runner is None:
                     opts = make_session_options(0, self._optimization_level)
                     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                    spec = self.graphs[graph]
-                    session = start_session(self.files.blobs[graph], spec.file, "cpu", opts)
-                    runner = self._wide[graph] = make_runner(session)
+                    session = start_session(self.files.blobs[graph], self._graph_name(graph), "cpu", opts)
+                    runner = self._wide[graph] = make_runner(session, self._graph_name(graph))
         return runner
+
+    def _graph_name(self, graph: str) -> str:
+        """The graph's file name in this variant (decoder.ort, encoder.int8.onnx, ...), for messages."""
+        return self.files.spec.file(graph)
+
+    def run_graph(self, graph: str, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One onnxruntime run of "encoder" or "decoder" on checked feeds (the self-test's raw access);
+        an onnxruntime failure is a RunError naming the graph and the provider."""
+        runner = self._encoder_runner if graph == "encoder" else self._decoder_runner
+        return runner(names, feeds)
 
     # -- what is loaded ---------------------------------------------------------------------
     @property
@@ -212,21 +233,17 @@ class VAE:
         """n draws of z ~ N(0, I), (n, latent) float32: with a seed, those of numpy's
         `Generator(Philox(key=seed)).standard_normal((n, latent), dtype=float32)`; without one, from a
         generator kept by this instance (fresh entropy, thread-safe)."""
-        check_count(n, "n")
+        n = check_int(n, "n")
+        check_amount("n", n, 4 * self.latent, self.memory_budget, " latents")
         if seed is None:
             return self._rng.standard_normal((n, self.latent), dtype=np.float32)
-        check_count(seed, "seed", minimum=0)
-        return self._seeded.draw(seed, (n, self.latent))
+        return self._seeded.draw(check_seed(seed), (n, self.latent))
 
     def sample(self, n: int, seed: int | None = None) -> FloatArray:
         """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images.
-        At most MAX_SAMPLES per call (ask in several calls for more)."""
-        check_count(n, "n")
-        if n > MAX_SAMPLES:
-            raise ValueError(
-                f"n must be at most {MAX_SAMPLES:,} per call ({MAX_SAMPLES * self.pixels * 4 / 2**30:.2f} "
-                f"GiB of output); got {n:,}: sample in several calls"
-            )
+        n is bounded by the memory budget (ask in several calls for more)."""
+        n = check_int(n, "n")
+        check_amount("n", n, self.image_bytes, self.memory_budget, " images")
         return self.decode(self.sample_latent(n, seed))
 
     def encode(self, x: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -259,8 +276,11 @@ class VAE:
         ).reshape(-1, *self.output_shape)
 
     def decode(self, z: ArrayLike) -> FloatArray:
-        """Pixel means (N, H, W) in [0, 1] for latents z (N, latent) or one (latent,)."""
+        """Pixel means (N, H, W) in [0, 1] for latents z (N, latent) or one (latent,); any finite z
+        (latents beyond +-Z_LIMIT, 1e4 prior standard deviations, are clipped to it first)."""
         zs, single = self._check_latent(z, contract.Z)
+        if not zs.size or max(float(zs.max()), -float(zs.min())) > Z_LIMIT:
+            zs = np.clip(zs, -Z_LIMIT, Z_LIMIT)
         out = self._decode_rows(zs)
         return out[0] if single else out
 
@@ -277,7 +297,8 @@ class VAE:
 
     def interpolate(self, x_a: ArrayLike, x_b: ArrayLike, steps: int = 10) -> FloatArray:
         """`steps` images decoded along the straight line between the latent means of x_a and x_b."""
-        check_count(steps, "steps", minimum=2)
+        steps = check_int(steps, "steps", minimum=2)
+        check_amount("steps", steps, self.image_bytes, self.memory_budget, " images")
         mu_a, _ = self.encode(self._one_image(x_a, "x_a"))
         mu_b, _ = self.encode(self._one_image(x_b, "x_b"))
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
@@ -329,7 +350,7 @@ class VAE:
         Returns (N,) for a batch, a float for one image.
         """
         xs, single = self._check_images(x)
-        check_count(k, "k")
+        k = self._check_k(k)
         n = len(xs)
         eps_arr = None
         if eps is not None:
@@ -337,9 +358,9 @@ class VAE:
                 raise ValueError("give eps or seed, not both (seed would be ignored)")
             eps_arr = check_noise(eps, (k, n, self.latent))
         elif seed is None:
-            seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+            seed = int(np.random.SeedSequence().entropy) % 2**128  # type: ignore[arg-type]
         else:
-            check_count(seed, "seed", minimum=0)
+            seed = check_seed(seed)
         if eps_arr is not None:
             fixed = eps_arr
             noise = lambda lo, hi: fixed[:, lo:hi]  # noqa: E731
@@ -395,8 +416,7 @@ class VAE:
         self, x: ArrayLike, k: int, seed: int = 0
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The first two of `score_inputs`: -log p(x) with one shared noise draw, and L(x), in nats."""
-        check_count(k, "k")
-        check_count(seed, "seed", minimum=0)
+        k, seed = self._check_k(k), check_seed(seed)
         xs, _ = self._check_images(x)
         common = np.random.default_rng(seed).standard_normal((k, 1, self.latent), dtype=np.float32)
         nll = -self._iw_log_likelihood(xs, k, lambda lo, hi: np.broadcast_to(common, (k, hi - lo, self.latent)))
@@ -434,6 +454,17 @@ class VAE:
     def threshold(self, percentile: str = "99", score: str = lik.DEFAULT_SCORE) -> float:
         """The given percentile ("90", "95", "99" or "99.9") of `score` over the normal images."""
         return self.score_stats.threshold(score, percentile)
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of one float32 image and its latent: the unit of the memory bounds on n and steps."""
+        return 4 * (self.pixels + self.latent)
+
+    def _check_k(self, k: Any) -> int:
+        """k importance samples, bounded by the budget: each holds its noise, z (float32) and log weight."""
+        k = check_int(k, "k")
+        check_amount("k", k, 8 * self.latent + 16, self.memory_budget, " samples")
+        return k
 
     def _iw_log_likelihood(self, xs: np.ndarray, k: int, noise: Callable[[int, int], np.ndarray]) -> np.ndarray:
         """log p(x) estimates for checked images xs (N, pixels); noise(lo, hi) gives eps (k, hi-lo, latent)."""
@@ -502,16 +533,35 @@ class VAE:
         """Validate images; returns ((N, pixels) array, was-a-single-image).
 
         Accepts float arrays in [0, 1] or integer pixel levels 0..255 (uint8 usually), shaped
-        (N, pixels), (N, H, W), (N, 1, H, W), or one image without the batch axis. The array keeps
+        (N, pixels), (N, H, W), (N, 1, H, W) (grey) or (N, H, W, C) (colour), or one image without the
+        batch axis (runtime/layout.py). The array keeps
         its dtype (converted to float32 chunk by chunk); values are checked here, before any run.
         """
         arr = as_numeric_array(x, name, "images")
-        shape = arr.shape
-        arr, single = self.layout.flatten(arr, name)
-        if len(arr) == 0:
-            raise ValueError(f"{name}: expected at least one image; got an empty batch of shape {shape}")
+        n, single = self.image_rows(arr.shape, name)
+        arr = arr.reshape(n, self.pixels)
         check_values(arr, name, self.chunk_size)
         return arr, single
+
+    def image_rows(self, shape: tuple[int, ...], name: str = contract.X) -> tuple[int, bool]:
+        """(images, is-one-image) for an array of `shape`: (N, pixels), (N, H, W), (N, 1, H, W), or one
+        image (pixels,) or (H, W); any other shape, or no image, is a ValueError saying what was expected."""
+        n, single = self.layout.count(shape, name)
+        if single:
+            return 1, True
+        if shape[0] == 0:
+            raise ValueError(f"{name}: expected at least one image; got an empty batch of shape {tuple(shape)}")
+        return int(shape[0]), False
+
+    def input_rule(self, name: str, bytes_per_image: int = 0) -> Callable[[tuple[int, ...], np.dtype], None]:
+        """A check of an input file's header (shape, dtype) before its data is read: the shapes
+        `image_rows` accepts, and images * (their own bytes + `bytes_per_image` of work) within the budget."""
+
+        def rule(shape: tuple[int, ...], dtype: np.dtype) -> None:
+            n, _ = self.image_rows(shape, name)
+            check_amount(f"{name}: images", n, dtype.itemsize * self.pixels + bytes_per_image, self.memory_budget)
+
+        return rule
 
     def _check_latent(self, z: Any, name: str, batch: int | None = None) -> tuple[np.ndarray, bool]:
         """Validate latents or noise: (N, latent) or (latent,), finite, float; batch must match."""
@@ -587,9 +637,7 @@ class SeededNormal:
         self._lock = threading.Lock()
 
     def draw(self, seed: int, shape: tuple[int, ...]) -> np.ndarray:
-        seed = int(seed)
-        if not 0 <= seed < 2**128:
-            raise ValueError(f"seed must be an int in [0, 2**128); got {seed}")
+        seed = check_seed(seed)
         with self._lock:
             state = self._state
             state["state"]["key"][:] = (seed & 0xFFFF_FFFF_FFFF_FFFF, seed >> 64)
@@ -597,11 +645,6 @@ class SeededNormal:
             state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
             self._bits.state = state
             return self._gen.standard_normal(shape, dtype=np.float32)
-
-
-def check_count(n: Any, name: str, minimum: int = 1) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {n!r}")
 
 
 def as_numeric_array(x: Any, name: str, what: str) -> np.ndarray:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 import pytest
@@ -21,6 +23,26 @@ DEVICES = [
     pytest.param("cpu", id="cpu"),
     pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA_REASON)]),
 ]
+
+
+# Optional packages the suite uses, and the extra that brings each: a test module that needs one calls
+# need(...) before importing it, so a missing package skips the module with this reason instead of
+# breaking collection (tests/test_optional.py checks that with each of them blocked).
+EXTRAS = {
+    "torch": "the train extra (pip install -e '.[train]')",
+    "onnx": "the train extra (pip install -e '.[train]')",
+    "hypothesis": "the dev extra (pip install -e '.[dev]')",
+    "PIL": "Pillow: the images extra (pip install -e '.[images]')",
+    "ray": "the ray extra (pip install -e '.[ray]')",
+}
+
+
+def need(*modules: str) -> None:
+    """Skip the calling test module (or test, or fixture) unless every one of `modules` imports; the
+    reason names the caller's file, the package and its extra."""
+    caller = Path(sys._getframe(1).f_code.co_filename).name
+    for name in modules:
+        pytest.importorskip(name, reason=f"{caller} needs {name}, which is not installed: {EXTRAS[name]}")
 
 
 def assert_same_bytes(got: bytes, want: bytes, message: str) -> None:
@@ -47,6 +69,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def fresh_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly initialized (untrained) encoder/decoder pair with the default config."""
+    need("torch")
     from edgevae.train import checkpoint
     from edgevae.train.config import TrainConfig
     from edgevae.train.model import build_models
@@ -60,6 +83,7 @@ def fresh_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def export_to(checkpoints: Path, out: Path) -> Path:
+    need("torch", "onnx")
     from edgevae.export.convert import export_model
 
     export_model(checkpoints, out)
@@ -87,7 +111,26 @@ def model_case(request: pytest.FixtureRequest) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def real_digits() -> object:
-    """256 real MNIST test digits, uint8 (256, 784), as shipped with the exporter."""
-    from edgevae.export.validate import load_real_images
+    """256 real MNIST test digits, uint8 (256, 784), as shipped with the exporter (read without torch)."""
+    import numpy as np
 
-    return load_real_images()
+    return np.load(REPO / "export" / "fixtures" / "mnist_test_256.npy", allow_pickle=False)
+
+
+REAL_SESSION = ort.InferenceSession
+CPU_PROVIDER, CUDA_PROVIDER = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """onnxruntime lists CUDA; every session start is recorded as (sha256 of the graph, providers asked)."""
+    started: list[tuple[str, list[str]]] = []
+
+    def session(blob: bytes, sess_options: Any = None, providers: Any = None, **kw: Any) -> Any:
+        names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
+        started.append((hashlib.sha256(blob).hexdigest(), names))
+        return REAL_SESSION(blob, sess_options=sess_options, providers=[CPU_PROVIDER], **kw)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA_PROVIDER, CPU_PROVIDER])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    return started

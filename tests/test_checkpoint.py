@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from conftest import need
+
+need("torch")
+
 import torch
 
-from edgevae.runtime.atomic import write_with_atomic
+from edgevae.runtime.atomic import open_atomic
 from edgevae.train import checkpoint
 from edgevae.train.checkpoint import CheckpointError
 from edgevae.train.config import TrainConfig, VAEConfig
@@ -87,11 +92,8 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     save_pair(tmp_path)
     before = (tmp_path / "encoder.pt").read_bytes()
 
-    def crash(f: object) -> None:
-        f.write(b"half a checkpoint")  # type: ignore[attr-defined]
+    with pytest.raises(KeyboardInterrupt), open_atomic(tmp_path / "encoder.pt") as f:
+        f.write(b"half a checkpoint")
         raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        write_with_atomic(tmp_path / "encoder.pt", crash)
     assert (tmp_path / "encoder.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.pt", "encoder.pt"]

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import need
+
+need("PIL")
+
 from PIL import Image
 
 from edgevae.runtime import VAE
@@ -115,11 +120,11 @@ def test_model_name_picks_a_packaged_model(tmp_path: Path) -> None:
         (["sample", "-n", "0"], "n must be an int >= 1; got 0"),
         (["sample", "-o", "s.gif"], "output must end in .png or .npy"),
         (["reconstruct", "missing.npy"], "input file missing.npy not found"),
-        (["reconstruct", "bad.npy"], "x: expected images shaped"),
+        (["reconstruct", "bad.npy"], "bad.npy: expected images shaped"),
         (["sample", "--model", "nowhere"], "model folder nowhere does not exist"),
         (["sample", "--model-name", "huge"], "no packaged model named 'huge'; this edgevae ships default, large"),
         (["sample", "--model-name", "large", "--model", "x"], "not both"),
-        (["interpolate", "bad.npy", "bad.npy"], "x_a: expected images shaped"),
+        (["interpolate", "bad.npy", "bad.npy"], "bad.npy: expected images shaped"),
     ],
 )
 def test_errors_exit_nonzero_with_one_line(released_model: Path, tmp_path: Path, args: list[str], message: str) -> None:

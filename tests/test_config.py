@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import need
+
+need("torch")
+
 from edgevae.train.config import PRESETS, TrainConfig, VAEConfig
 
 

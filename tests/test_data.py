@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need
+
+need("torch")
+
 from edgevae.train.data import DATA_DIR_ENV, DataError, load_split
 
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

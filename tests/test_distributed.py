@@ -13,6 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import need
+
+need("torch", "hypothesis")
+
 import torch
 from hypothesis import given
 from hypothesis import strategies as st

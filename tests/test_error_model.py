@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from conftest import need
+
+need("torch", "onnx")
+
 from edgevae.export.convert import ExportError
 from edgevae.export.validate import ParityError, SelftestError, ShapeError, ValidationError
 from edgevae.export.variants import VariantError

@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from conftest import need
+
+need("torch", "onnx")
+
 import onnx
 import onnxruntime as ort
 import pytest

@@ -13,6 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import need
+
+need("torch", "onnx")
+
 import torch
 
 from edgevae.export.convert import ExportError, export_lock, export_model
@@ -20,7 +25,6 @@ from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main
 from edgevae.runtime.images import read_images
 from edgevae.runtime.model import MAX_THREADS, seal_manifest
-from edgevae.runtime.vae import MAX_SAMPLES
 from edgevae.train import checkpoint, loop
 from edgevae.train.checkpoint import CheckpointError
 from edgevae.train.config import TrainConfig
@@ -75,7 +79,7 @@ def test_1_a_flipped_byte_in_a_checkpoint_is_refused_and_export_writes_nothing(t
 
 
 def test_2_threads_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ValueError, match=f"threads must be an int from 0 .* to {MAX_THREADS}"):
+    with pytest.raises(ValueError, match=f"threads must be an int from 0 to {MAX_THREADS}"):
         VAE(threads=MAX_THREADS + 1)
     assert main(["sample", "-n", "4", "--threads", "100000", "-o", str(tmp_path / "s.png")]) == 2
     assert "threads must be an int from 0" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
@@ -123,7 +127,7 @@ def npy_header_only(shape: tuple[int, ...]) -> bytes:
     "content, message",
     [
         (b"", "is not a readable .npy array (0 bytes)"),
-        (npy_header_only((100_000_000, 784)), "inputs above 4 GiB are refused"),
+        (npy_header_only((100_000_000, 784)), "GiB); over the limit of 2.00 GiB"),
         (npy_header_only((1000, 784)), "is truncated: header says shape (1000, 784)"),
     ],
 )
@@ -140,7 +144,7 @@ def test_6_sample_requests_above_the_cap_are_refused_before_allocating(capsys: p
     import tracemalloc
 
     tracemalloc.start()
-    with pytest.raises(ValueError, match=f"n must be at most {MAX_SAMPLES:,} per call"):
+    with pytest.raises(ValueError, match="n=10,000,000 is over its bound of [0-9,]+ images under the memory budget"):
         VAE().sample(10_000_000)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -220,7 +224,7 @@ def test_9_negative_seed_names_the_flag(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as info:
         main(["sample", "--seed", "-1"])
     assert info.value.code == 2
-    assert "argument --seed: expected an int >= 0, got -1" in capsys.readouterr().err
+    assert "argument --seed: expected an int in [0, 2**128), got '-1'" in capsys.readouterr().err
 
 
 def test_9_masked_values_are_refused(real_digits: np.ndarray) -> None:

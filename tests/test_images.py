@@ -6,6 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import need
+
+need("PIL")
+
 from PIL import Image
 
 from edgevae.runtime.errors import InputError

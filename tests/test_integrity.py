@@ -14,6 +14,11 @@ import pytest
 
 from edgevae.runtime import ModelError, contract
 from edgevae.runtime.model import load_model_files
+
+from conftest import need
+
+need("torch")
+
 from edgevae.train import checkpoint
 from edgevae.train.checkpoint import CheckpointError
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+
+from conftest import need
+
+need("torch")
+
 import torch
 from torch.distributions import Bernoulli, Normal
 from torch.distributions import kl_divergence as torch_kl

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import need
+
+need("torch", "onnx")
+
 import torch
 
 from edgevae.export.convert import build_graphs

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import need
+
+need("torch", "hypothesis")
+
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import need
+
+need("PIL", "ray")
+
 import ray
 import ray.data
 from PIL import Image

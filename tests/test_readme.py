@@ -9,6 +9,11 @@ import pytest
 
 from edgevae.runtime import contract
 from edgevae.runtime.likelihood import SCORES
+
+from conftest import need
+
+need("torch")
+
 from edgevae.train.config import PRESETS
 
 from conftest import REPO, SHIPPED_MODEL

@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from conftest import need
+
+need("torch")
+
 import torch
 
 from edgevae.train.config import PRESETS, TrainConfig

@@ -160,7 +160,7 @@ def test_interpolate_refuses_batches_and_short_paths(vae: VAE, digits: np.ndarra
 def test_bad_constructor_arguments(released_model: Path) -> None:
     with pytest.raises(ValueError, match="device must be one of"):
         VAE(released_model, device="tpu")
-    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
         VAE(released_model, chunk_size=0)
     with pytest.raises(ValueError, match="optimization_level must be one of"):
         VAE(released_model, optimization_level="max")

@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need
+
+need("torch", "onnx")
+
 from edgevae.export.outliers import auroc, make_sets
 from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main

@@ -9,6 +9,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+
+from conftest import need
+
+need("torch", "onnx")
+
 import onnx
 import onnxruntime as ort
 import pytest

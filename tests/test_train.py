@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import need
+
+need("torch")
+
 import torch
 
 from edgevae.train import checkpoint, loop

@@ -14,6 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import need
+
+need("torch")
+
 import torch
 
 from edgevae.train import checkpoint, loop

@@ -12,6 +12,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from conftest import need
+
+need("torch", "onnx")
+
 from edgevae.export.convert import build_graphs
 from edgevae.export.variants import VariantError, build_variants, check_mobile_usability, check_variant, measure_variant
 from edgevae.runtime import VAE, ModelError, contract
