@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-nn = torch.nn
+from conftest import need
+
+need("torch", "onnx")
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 H = W = 8

@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-Image = pytest.importorskip("PIL.Image")
+from conftest import need
+
+need("PIL")
+from PIL import Image  # noqa: E402
 
 
 def run_train(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    pytest.importorskip("torch")
+    need("torch")
     from edgevae.train.__main__ import main
 
     code = main([*argv, "--epochs", "1", "--iw-samples", "0", "--no-progress", "--device", "cpu"])
@@ -58,7 +61,7 @@ def test_mixed_sizes_train_with_image_shape(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_conv_refuses_sizes_with_the_nearest_valid_ones() -> None:
-    from edgevae.train.config import VAEConfig
+    from edgevae.train.config import VAEConfig  # plain Python: no torch
 
     with pytest.raises(ValueError, match=r"divisible by 8.*Nearest valid sizes: 24, 32") as err:
         VAEConfig(image_shape=(30, 32), block="conv", layers=3)
@@ -66,7 +69,9 @@ def test_conv_refuses_sizes_with_the_nearest_valid_ones() -> None:
 
 
 def test_discretized_logistic_is_a_probability_over_256_levels() -> None:
-    torch = pytest.importorskip("torch")
+    need("torch")
+    import torch
+
     from edgevae.runtime.likelihood import discretized_logistic
     from edgevae.train.model import discretized_logistic as torch_version
 
@@ -102,3 +107,30 @@ def test_colour_grid_is_an_rgb_png(tmp_path: Path) -> None:
     with Image.open(tmp_path / "g.png") as im:
         assert im.mode == "RGB" and im.size == (3 * 7 + 2, 4 + 4)
         assert im.getpixel((2 + 7 + 1, 3)) == (255, 0, 0)
+
+
+def test_layout_takes_exactly_its_shapes() -> None:
+    need("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from edgevae.runtime.layout import ImageLayout
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.sampled_from([1, 3]),
+        st.lists(st.integers(min_value=0, max_value=7), min_size=1, max_size=5),
+    )
+    def check(channels: int, shape: list[int]) -> None:
+        layout = ImageLayout(2, 3, channels)
+        batches, singles = layout.accepted()
+        ok = tuple(shape) in singles or any(len(shape) == len(b) and tuple(shape[1:]) == b[1:] for b in batches)
+        if ok:
+            n, single = layout.count(tuple(shape), "x")
+            assert n == (1 if single else shape[0])
+            assert np.zeros(shape).reshape(n, layout.pixels).shape == (n, 6 * channels)
+        else:
+            with pytest.raises(ValueError, match="x: expected images shaped"):
+                layout.count(tuple(shape), "x")
+
+    check()

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-Image = pytest.importorskip("PIL.Image")
+from conftest import need
+
+need("torch", "onnx", "PIL")
+from PIL import Image  # noqa: E402
 
 SIDE = 16
 TRAIN_FLAGS = [
