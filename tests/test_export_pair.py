@@ -114,6 +114,7 @@ def test_a_pair_that_breaks_the_contract_is_refused_before_writing(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a training run and an export in a new process: about 40 s
 def test_the_example_script_trains_and_exports(tmp_path: Path) -> None:
     out = tmp_path / "my_vae"
     cmd = [sys.executable, str(REPO / "examples" / "own_conv_vae.py"), "--out", str(out), "--images", "400"]

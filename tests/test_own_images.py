@@ -14,6 +14,8 @@ from conftest import need
 need("torch", "onnx", "PIL")
 from PIL import Image  # noqa: E402
 
+pytestmark = pytest.mark.slow  # three small training runs and exports: about two minutes on 2 cores
+
 SIDE = 16
 TRAIN_FLAGS = [
     "--block", "conv", "--hidden", "8", "--layers", "2", "--latent", "8", "--likelihood", "discretized_logistic",
