@@ -12,6 +12,25 @@ import onnxruntime as ort
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# EDGEVAE_TEST_OPTIMIZATION=disable|basic|extended|all: every onnxruntime session this test process
+# starts without an explicit level runs at that graph optimization level (fused and unfused kernels
+# round differently: the suite's tolerances must hold at any level). Child processes are not affected.
+OPTIMIZATION = os.environ.get("EDGEVAE_TEST_OPTIMIZATION")
+if OPTIMIZATION:
+    _plain_options = ort.SessionOptions
+    _level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[OPTIMIZATION]
+
+    def _options_at_level() -> Any:
+        options = _plain_options()
+        options.graph_optimization_level = _level
+        return options
+
+    ort.SessionOptions = _options_at_level
 RELEASED_CHECKPOINTS = REPO / "artifacts" / "checkpoints"
 SHIPPED_MODEL = REPO / "runtime" / "models" / "default"
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

@@ -117,3 +117,30 @@ def test_quality_figures_state_how_they_were_measured() -> None:
         doc["models"]["default"]["config"]
         == json.loads((REPO / "artifacts" / "checkpoints" / "metrics.json").read_text())["config"]
     )
+
+
+def test_cuda_section_is_its_file_and_the_contract() -> None:
+    doc = json.loads((REPO / "artifacts" / "cuda_h200.json").read_text())
+    assert doc["table"].strip() in README and "not re-measured" in doc["source"]
+    for v in contract.VARIANTS.values():
+        assert f"| {v.name} | {', '.join(v.devices)} | {v.not_for} |".replace("|  |", "| |") in README, v.name
+
+
+def test_reliability_bounds_are_the_code_s() -> None:
+    from edgevae.runtime import VAE
+    from edgevae.runtime.images import GRID_BYTES_PER_PIXEL, MAX_IMAGE_PIXELS
+    from edgevae.runtime.limits import DEFAULT_MEMORY_BUDGET, MAX_MANIFEST_BYTES, MAX_SIDE_FILE_BYTES
+
+    vae = VAE(model="default", memory_budget=DEFAULT_MEMORY_BUDGET)
+    budget, row = vae.memory_budget, 16 * (vae.pixels + vae.latent)
+    assert budget == 2 * 2**30 and "one budget, 2 GiB by default" in FLAT
+    assert f"= {vae.image_bytes:,} per image | {budget // vae.image_bytes:,} images |" in README
+    png, npy = vae.image_bytes + GRID_BYTES_PER_PIXEL * vae.pixels, vae.image_bytes + 8 * vae.pixels
+    assert f"| {budget // png:,} (PNG), {budget // npy:,} (`.npy`) |" in README
+    assert f"= {8 * vae.latent + 16} per sample | {budget // (8 * vae.latent + 16):,} samples |" in README
+    assert f"= {row:,} per row | {budget // row:,} rows |" in README and vae.chunk_size == 2048
+    assert f"at most {MAX_IMAGE_PIXELS:,} pixels" in FLAT
+    assert (
+        f"at most {MAX_MANIFEST_BYTES // 2**20} MiB, a file beside the graphs {MAX_SIDE_FILE_BYTES // 2**20} MiB"
+        in FLAT
+    )
