@@ -6,8 +6,9 @@
     python -m edgevae.train --dataset folder --data-dir photos/ --preset conv32 --out run/   # your images
 
 Writes OUT/encoder.pt, OUT/decoder.pt (after every epoch), OUT/metrics.json, OUT/loss_curve.png,
-OUT/samples.png and the resume state OUT/train_state.pt (folder and npy data also OUT/data_sample.npy:
-up to 2000 training images, which export validates on and fits the score statistics to). An OUT that already holds a run is
+OUT/samples.png and the resume state OUT/train_state.pt (folder and npy data also
+OUT/data_sample.npy: up to 2000 training images, which export validates on and fits the score
+statistics to). An OUT that already holds a run is
 refused unless --resume or --overwrite says what to do with it.
 """
 
