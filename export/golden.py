@@ -82,7 +82,7 @@ def build_golden(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> tuple[
                 "files": {g: v.file(g) for g in graphs},
                 "batch": v.batch,
                 "budget_vs_fp32": {
-                    o: (0.0 if v.exact else v.tolerance(o)) for s in graphs.values() for o in s.output_names
+                    o: (0.0 if v.exact else v.tolerance(o, pixels)) for s in graphs.values() for o in s.output_names
                 },
             }
             for v in contract.VARIANTS.values()

@@ -214,7 +214,7 @@ def nll_eval_images(real: np.ndarray, binarize: bool = True) -> np.ndarray:
 def nll_budget(variant: contract.Variant, pixels: int) -> float:
     """A variant's budget on the change of log p(x), nats per image: the contract's nll_budget for
     MNIST-shaped models (784 values), else its bits-per-dimension budget times the values per image."""
-    return variant.nll_budget if pixels == 784 else variant.bpd_budget * pixels * math.log(2)
+    return variant.nll_budget if pixels == contract.MNIST_PIXELS else variant.bpd_budget * pixels * math.log(2)
 
 
 def measure_variant(fp32: VAE, other: VAE, real: np.ndarray) -> dict[str, Any]:
@@ -274,7 +274,7 @@ def check_variant(name: str, figures: dict[str, Any], pixels: int = 784) -> None
     budget_nats = nll_budget(variant, pixels)
     over = []
     for key, diff in figures["max_abs_diff_vs_fp32"].items():
-        budget = variant.tolerance(key.split(".")[1])
+        budget = variant.tolerance(key.split(".")[1], pixels)
         if budget is not None and not diff <= budget:
             over.append((diff / budget, f"{key} max |diff| {diff:.3e} > budget {budget:.0e}"))
     change = figures["log_likelihood_change"]["nats"]

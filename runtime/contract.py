@@ -141,6 +141,9 @@ TOLERANCE = {"cpu": 5e-5, "cuda": 1e-4}
 RELATIVE_TOLERANCE = {LOGITS: 1e-6}
 
 
+MNIST_PIXELS = 28 * 28  # the image size the variants' nll_budget and budget were set on
+
+
 @dataclass(frozen=True)
 class Variant:
     """One build of the graph pair. Each is written by export, checked against fp32 on real test
@@ -170,11 +173,16 @@ class Variant:
     def exact(self) -> bool:
         return not self.budget
 
-    def tolerance(self, output: str) -> float | None:
-        """The output's budget against fp32 (None: not compared for this variant)."""
+    # per-output budgets for shapes other than MNIST's (own images, colour, conv), where they differ:
+    # a convolution sums more products per output than the MLPs' layers, and fp16 drifts further
+    other_budget: tuple[tuple[str, float], ...] = ()
+
+    def tolerance(self, output: str, pixels: int = MNIST_PIXELS) -> float | None:
+        """The output's budget against fp32 (None: not compared for this variant), for images of `pixels` values."""
         if self.exact:
             return TOLERANCE["cpu"]
-        return dict(self.budget).get(output)
+        table = self.other_budget if pixels != MNIST_PIXELS and self.other_budget else self.budget
+        return dict(table).get(output)
 
 
 _LOSSY_OUTPUTS = (MU, LOGVAR, Z, MEAN)
@@ -196,7 +204,8 @@ VARIANTS = {
             "weights and compute float16, float32 inputs and outputs (GPUs, ARM)",
             budget=tuple((o, 0.01) for o in _LOSSY_OUTPUTS),
             nll_budget=0.01,
-            bpd_budget=2e-3,
+            bpd_budget=1e-2,
+            other_budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.05, 0.05, 0.05, 0.02), strict=True)),
         ),
         Variant(
             "b1", ".b1.onnx", "float32, batch fixed at 1: fully usable by NNAPI and CoreML", batch=1, nll_budget=1e-3
