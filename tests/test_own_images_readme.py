@@ -36,3 +36,21 @@ def test_figures_cover_every_variant_and_both_lossless_formats() -> None:
     assert set(figures["variants"]) == {"fp32", "int8", "fp16", "b1", "ort"}
     assert set(figures["lossless_bits_per_dim"]) == {"png", "webp"}
     assert figures["training_minutes"] > 0 and figures["held_out_patches"] > 0
+
+
+def test_readme_prose_quotes_the_same_figures() -> None:
+    figures = json.loads(ARTIFACT_JSON.read_text())
+    flat = " ".join((REPO / "README.md").read_text().split())
+    v, lossless = figures["variants"], figures["lossless_bits_per_dim"]
+    assert (
+        f"{v['fp32']['bits_per_dim']:.2f} bits per dimension on the held-out patches against "
+        f"{lossless['png']:.2f} (PNG) and {lossless['webp']:.2f} (WebP)" in flat
+    )
+    assert (
+        f"Its own test split, drawn from the training region, measures {figures['training_region_test_bits_per_dim']:.2f}"
+        in flat
+    )
+    assert f"trained for {figures['training_minutes']:.0f} minutes" in flat
+    better = [v["fp32"]["bits_per_dim"] - v[n]["bits_per_dim"] for n in ("int8", "fp16")]
+    assert f"(by {better[0]:.2f} and {better[1]:.2f} bits/dim held out" in flat
+    assert f"int8 is {v['int8']['graph_bytes'] / v['fp32']['graph_bytes']:.0%} of fp32's bytes" in flat

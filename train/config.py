@@ -211,7 +211,7 @@ PRESETS: dict[str, TrainConfig] = {
         binarize=False,
     ),
     # Colour photos, 32x32 RGB: a convolutional VAE (16-32-64-64 channels, three stride-2 stages, 64
-    # latents, 0.24M parameters) with the discretized logistic, the likelihood for 8-bit pixels, so its
+    # latents, 0.41M parameters) with the discretized logistic, the likelihood for 8-bit pixels, so its
     # figures are bits per dimension as in the literature; bernoulli would treat each level as a coin's
     # probability and gaussian would give a density, not a probability. Sized for about a minute per
     # epoch of 12,000 patches on 2 CPU cores (README, "Your own images").
