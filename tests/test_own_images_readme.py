@@ -46,10 +46,8 @@ def test_readme_prose_quotes_the_same_figures() -> None:
         f"{v['fp32']['bits_per_dim']:.2f} bits per dimension on the held-out patches against "
         f"{lossless['png']:.2f} (PNG) and {lossless['webp']:.2f} (WebP)" in flat
     )
-    assert (
-        f"Its own test split, drawn from the training region, measures {figures['training_region_test_bits_per_dim']:.2f}"
-        in flat
-    )
+    own_split = figures["training_region_test_bits_per_dim"]
+    assert f"Its own test split, drawn from the training region, measures {own_split:.2f}" in flat
     assert f"trained for {figures['training_minutes']:.0f} minutes" in flat
     better = [v["fp32"]["bits_per_dim"] - v[n]["bits_per_dim"] for n in ("int8", "fp16")]
     assert f"(by {better[0]:.2f} and {better[1]:.2f} bits/dim held out" in flat
