@@ -99,6 +99,7 @@ def refuse(rule: str, found: str) -> ContractError:
 
 def as_rows(images: Any, config: PairConfig) -> np.ndarray:
     """example_images -> uint8 rows (N, H*W*C): (N, H, W[, C]) uint8 or float in [0, 1]."""
+    from edgevae.train.data import DataError
     from edgevae.train.imagedata import convert_channels, to_levels
 
     arr = np.asarray(images)
@@ -111,7 +112,7 @@ def as_rows(images: Any, config: PairConfig) -> np.ndarray:
         raise ValueError(f"example_images: give at least {MIN_EXAMPLES} of your training images; got {len(arr)}")
     try:
         levels = to_levels(arr, Path("example_images"))
-    except Exception as exc:
+    except DataError as exc:
         raise ValueError(str(exc)) from exc
     return convert_channels(levels, config.channels).reshape(len(arr), -1)
 
