@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 # tests/test_variants.py checks the shipped variants byte for byte. The runtime itself takes >= 1.16.
 EXPORT_ORT  ?= 1.31.1
 
-.PHONY: venv train export ship test lint wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test clean
+.PHONY: venv train export ship test lint wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test clean \
+        web web-deps web-bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +97,22 @@ cuda-venv:
 ## compat: the oldest supported onnxruntime gives the same samples as the pinned one
 compat: export
 	bash bench/compat.sh $(ONNX_DIR)
+
+## web: serve the repo and print the page's URL (web/index.html: samples, seed box, latent walk, self-test in WASM)
+WEB_PORT ?= 8000
+web: web-deps
+	@echo "edgevae in the browser: open http://localhost:$(WEB_PORT)/web/index.html  (Ctrl-C stops the server)"
+	$(PYTHON) -m http.server $(WEB_PORT) --bind 127.0.0.1
+
+## web-deps: onnxruntime-web and onnxruntime-node, exactly as web/package-lock.json pins them (no install scripts)
+web-deps: web/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --ignore-scripts
+
+## web-bench: WASM in headless chromium vs onnxruntime-node vs the Python runtime, and the page's weight; writes artifacts/web.json, web.md
+web-bench: venv web-deps
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(ONNX_DIR)

@@ -3,8 +3,9 @@ cannot load. Run with that wheel's interpreter (make cuda-check builds .venv-ort
 
     .venv-ort-gpu/bin/python bench/cuda_without_gpu.py OUT.npy
 
-Checks that device="cuda" raises DeviceError, that device="auto" falls back to the CPU with a
-logged warning, and writes samples, reconstructions and likelihoods to OUT.npy so that the caller
+Checks that device="cuda" raises DeviceError, that variant "ort" is refused on CUDA before any
+session starts (a CPU-only build), that device="auto" falls back to the CPU with a logged warning,
+and writes samples, reconstructions and likelihoods to OUT.npy so that the caller
 can compare them with the CPU build's (tests/test_cuda_wheel.py). Exits non-zero on any failure.
 """
 
@@ -31,6 +32,20 @@ def main() -> int:
     else:
         print("device='cuda' did not raise although no GPU is here")
         return 1
+    started = []
+    real_session = ort.InferenceSession
+    ort.InferenceSession = lambda *a, **k: started.append(k.get("providers")) or real_session(*a, **k)  # type: ignore
+    try:
+        VAE(device="cuda", variant="ort")
+    except DeviceError as exc:
+        print("device='cuda' variant='ort' -> DeviceError:", str(exc)[:200], "sessions started:", len(started))
+        if started or "is not for device 'cuda'" not in str(exc):
+            return 1
+    else:
+        print("variant 'ort' started on CUDA")
+        return 1
+    finally:
+        ort.InferenceSession = real_session  # type: ignore[misc]
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]

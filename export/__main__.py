@@ -7,7 +7,7 @@ random operators), compares ONNX Runtime with PyTorch on random and real inputs 
 1, 7, 64 and 4096 (512 for images of over 1024 values), replays golden vectors (fixed inputs and
 the PyTorch outputs) through ONNX
 Runtime, measures the unusual-input score's statistics on normal images, and only then writes the
-graphs, golden.npz + golden.json (for `edgevae selftest`), score_stats.json (for `edgevae score`),
+graphs, golden.bin + golden.json (for `edgevae selftest`), score_stats.json (for `edgevae score`),
 manifest.json (checksums, signatures, parity figures) and samples.png (64 digits decoded by ONNX
 Runtime from fixed noise, seed 0). A missing or corrupt checkpoint, or a failed check, writes nothing.
 Real inputs are the shipped MNIST test digits for MNIST-shaped models, and for a model trained on

@@ -187,8 +187,8 @@ def describe_tensors(specs: tuple[contract.TensorSpec, ...], config: VAEConfig) 
 
 
 EXTRA_ROLES = {
-    contract.GOLDEN_FILE: "golden vectors: fixed inputs and PyTorch outputs (edgevae selftest)",
-    contract.GOLDEN_SPEC_FILE: "golden vector tolerances and how to check them",
+    contract.GOLDEN_DATA_FILE: "golden vectors: fixed inputs and PyTorch outputs, float32 LE (edgevae selftest)",
+    contract.GOLDEN_SPEC_FILE: "golden vectors' index into golden.bin, tolerances and how to check them",
     contract.SCORE_STATS_FILE: "statistics of normal images for the unusual-input scores (edgevae score)",
     contract.SCORE_DENSITY_FILE: "Gaussian mixture over normal images' score features: "
     "the density score (edgevae score)",
@@ -387,12 +387,12 @@ def export_traced(
         device: validate_parity(measure_parity(encoder, decoder, blobs, device, real=real), device)
         for device in devices
     }
-    golden_npz, golden_spec = build_golden(encoder, decoder, real)
+    golden_data, golden_spec = build_golden(encoder, decoder, real)
     staged = ModelFiles(
         Path(out),
         {"config": config.to_dict(), "files": {}},
         blobs,
-        {contract.GOLDEN_FILE: golden_npz, contract.GOLDEN_SPEC_FILE: golden_spec},
+        {contract.GOLDEN_DATA_FILE: golden_data, contract.GOLDEN_SPEC_FILE: golden_spec},
     )
     check_golden(staged, devices)
     variants, variant_extras = build_variants(blobs)

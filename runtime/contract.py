@@ -113,8 +113,15 @@ def graphs_for(likelihood: str | None) -> dict[str, GraphSpec]:
 
 MANIFEST_FILE = "manifest.json"
 # Files beside the graphs, each listed in the manifest with its sha256 like the graphs.
-GOLDEN_FILE = "golden.npz"  # fixed inputs and the PyTorch outputs for them, keys "<graph>.<tensor>"
-GOLDEN_SPEC_FILE = "golden.json"  # per-output tolerances and how to check them, for any runtime
+# Golden vectors (fixed inputs and the PyTorch outputs for them, arrays "<graph>.<tensor>") in a form
+# any language reads without numpy: GOLDEN_DATA_FILE holds every array as little-endian float32,
+# concatenated in sorted name order; GOLDEN_SPEC_FILE indexes it ("tensors": name -> dtype, shape,
+# byte offset, byte length) and gives per-output tolerances and how to check them.
+GOLDEN_DATA_FILE = "golden.bin"
+GOLDEN_SPEC_FILE = "golden.json"
+GOLDEN_DTYPE = "float32"  # the one dtype of golden.bin, as the index names it
+GOLDEN_NUMPY_DTYPE = "<f4"  # ... and as numpy reads it: little-endian on every machine
+GOLDEN_LEGACY_FILE = "golden.npz"  # what exports before golden.bin wrote instead; still read by the runtime
 SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images for the unusual-input score
 # a Gaussian mixture over normal images' score features (log_weights, means, prec_chol): the density score
 SCORE_DENSITY_FILE = "score_density.npz"

@@ -2,17 +2,21 @@
 
     edgevae selftest [--model DIR] [--device cpu|cuda|auto]
 
-`make export` writes golden.npz (fixed inputs and the PyTorch outputs for them) and golden.json
-(the tolerance each output must meet) beside the graphs; the manifest covers both. This module
-needs only numpy and onnxruntime. The files are plain .npz and JSON, so any runtime can run the
-same check (README: "Self-test on any runtime").
+`make export` writes golden.bin (fixed inputs and the PyTorch outputs for them, little-endian
+float32) and golden.json (its index, and the tolerance each output must meet) beside the graphs;
+the manifest covers both. This module needs only numpy and onnxruntime. The files are raw float32
+and JSON, so a runtime in any language can run the same check (README: "Self-test on the device";
+web/golden.js does it in JavaScript). A folder from an older export carries golden.npz instead
+(golden.json then names it under "arrays" and has no index); it is still read.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,16 +80,62 @@ class SelftestReport:
 
 def load_golden(vae: VAE) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The verified golden arrays and spec of the VAE's model folder."""
-    blob = vae.files.extra(contract.GOLDEN_FILE, "the self-test")
     spec_blob = vae.files.extra(contract.GOLDEN_SPEC_FILE, "the self-test")
     try:
-        arrays = read_npz_bytes(blob, contract.GOLDEN_FILE, MAX_SIDE_FILE_BYTES)
         spec = json.loads(spec_blob.decode("utf-8"))
-        if spec.get("format") != contract.GOLDEN_FORMAT:
+        if not isinstance(spec, dict) or spec.get("format") != contract.GOLDEN_FORMAT:
             raise ValueError(f"format is not {contract.GOLDEN_FORMAT!r}")
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"golden vectors in {vae.files.folder} are unreadable: {exc}") from exc
-    return arrays, spec
+    if "tensors" not in spec and "arrays" in spec:  # an older export: golden.npz
+        return load_legacy_npz(vae, str(spec["arrays"])), spec
+    name = str(spec.get("data", contract.GOLDEN_DATA_FILE))
+    return unpack_tensors(vae.files.extra(name, "the self-test"), spec.get("tensors"), vae.files.folder / name), spec
+
+
+def unpack_tensors(data: bytes, index: Any, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of golden.bin (`data`) by golden.json's index; ModelError naming the file when an
+    entry is malformed or points outside the file."""
+    if not isinstance(index, dict) or not index:
+        raise ModelError(f"{path}: golden.json has no 'tensors' index; re-export with this version")
+    arrays = {}
+    for key, entry in index.items():
+        shape, offset, size = index_entry(key, entry, path)
+        count = math.prod(shape)
+        if size != 4 * count or offset + size > len(data):
+            raise ModelError(
+                f"{path}: index entry {key!r} (shape {shape}, bytes {size}, offset {offset}) does not fit "
+                f"the file's {len(data)} bytes as float32 (expected bytes = 4 x {count})"
+            )
+        arrays[key] = np.frombuffer(data, contract.GOLDEN_NUMPY_DTYPE, count, offset).reshape(shape).astype(np.float32)
+    return arrays
+
+
+def index_entry(key: str, entry: Any, path: Path) -> tuple[list[int], int, int]:
+    """(shape, offset, bytes) of one golden.json index entry, or a ModelError naming the file."""
+    if isinstance(entry, dict):
+        shape, offset, size = entry.get("shape"), entry.get("offset"), entry.get("bytes")
+        if (
+            entry.get("dtype") == contract.GOLDEN_DTYPE
+            and isinstance(shape, list)
+            and isinstance(offset, int)
+            and isinstance(size, int)
+            and all(type(v) is int and v >= 0 for v in [offset, size, *shape])  # no bools, no negatives
+        ):
+            return [int(d) for d in shape], offset, size
+    raise ModelError(
+        f"{path}: index entry {key!r} must be dtype {contract.GOLDEN_DTYPE!r} with integer shape, "
+        f"offset and bytes >= 0; got {entry!r}"
+    )
+
+
+def load_legacy_npz(vae: VAE, name: str) -> dict[str, np.ndarray]:
+    """The golden arrays of an older export's golden.npz (no pickle)."""
+    blob = vae.files.extra(name, "the self-test")
+    try:
+        return read_npz_bytes(blob, name, MAX_SIDE_FILE_BYTES)  # each member's header checked before its data
+    except ValueError as exc:
+        raise ModelError(f"golden vectors {vae.files.folder / name} are unreadable: {exc}") from exc
 
 
 def run_selftest(vae: VAE) -> SelftestReport:

@@ -27,6 +27,8 @@ def test_gpu_wheel_without_a_gpu_refuses_cuda_falls_back_and_matches_the_cpu_bui
     )
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "device='cuda' -> DeviceError" in done.stdout and "device='auto' -> cpu" in done.stdout
+    assert "device='cuda' variant='ort' -> DeviceError: variant 'ort' is not for device 'cuda'" in done.stdout
+    assert "sessions started: 0" in done.stdout
     vae = VAE(device="cpu")
     real = np.load(REPO / "export" / "fixtures" / "mnist_test_256.npy")[:32]
     cpu = np.concatenate(

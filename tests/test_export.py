@@ -53,7 +53,7 @@ def test_no_random_operators_and_self_contained(released_model: Path) -> None:
     listed = sorted([contract.MANIFEST_FILE, *manifest["files"]])
     assert sorted(p.name for p in released_model.iterdir() if p.name != ".export.lock") == listed
     assert {
-        contract.GOLDEN_FILE,
+        contract.GOLDEN_DATA_FILE,
         contract.GOLDEN_SPEC_FILE,
         contract.SCORE_STATS_FILE,
         contract.REQUIRED_OPERATORS_FILE,

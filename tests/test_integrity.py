@@ -133,7 +133,7 @@ def damage(path: Path, how: str, outside: Path) -> None:
         "decoder.onnx",
         "encoder.int8.onnx",
         "decoder.ort",
-        contract.GOLDEN_FILE,
+        contract.GOLDEN_DATA_FILE,
         contract.SCORE_STATS_FILE,
     ],
 )

@@ -224,7 +224,7 @@ def test_cli_prints_csv_to_stdout_without_output(
     "args, message",
     [
         (["--threshold", "p42"], "no stored percentile '42'"),
-        (["--threshold", "high"], "--threshold: expected a number or pNN"),
+        (["--threshold", "high"], "--threshold: expected a finite number or pNN"),
         (["-k", "0"], "k must be an int >= 1"),
     ],
 )
