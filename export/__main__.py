@@ -4,11 +4,16 @@
 
 Builds encoder.onnx and decoder.onnx in memory, checks them (ONNX checker, shape inference, no
 random operators), compares ONNX Runtime with PyTorch on random and real inputs at batch sizes
-1, 7, 64 and 4096, replays golden vectors (fixed inputs and the PyTorch outputs) through ONNX
+1, 7, 64 and 4096 (512 for images of over 1024 values), replays golden vectors (fixed inputs and
+the PyTorch outputs) through ONNX
 Runtime, measures the unusual-input score's statistics on normal images, and only then writes the
 graphs, golden.bin + golden.json (for `edgevae selftest`), score_stats.json (for `edgevae score`),
 manifest.json (checksums, signatures, parity figures) and samples.png (64 digits decoded by ONNX
 Runtime from fixed noise, seed 0). A missing or corrupt checkpoint, or a failed check, writes nothing.
+Real inputs are the shipped MNIST test digits for MNIST-shaped models, and for a model trained on
+your own images (--dataset folder or npy) the training images saved beside its checkpoints
+(data_sample.npy), which also give the unusual-input score's statistics. Your own PyTorch VAE:
+edgevae.export.export_pair (export/pair.py).
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--score-images",
         default=None,
-        help="normal images (.npy, any accepted shape) for the score statistics; give this for a model "
-        "trained on other data (default: 2000 MNIST training digits shipped with the exporter)",
+        help="normal images (.npy, any accepted shape) for the score statistics (default: the training images "
+        "saved beside the checkpoints by a folder/npy run, else 2000 MNIST training digits shipped with the exporter)",
     )
     p.add_argument(
         "--score-data",

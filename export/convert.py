@@ -31,6 +31,7 @@ from edgevae.train import checkpoint
 from edgevae.train.config import VAEConfig
 
 from .graphs import DecoderGraph, EncoderGraph
+from .variants import has_convolutions, nll_budget
 
 
 class ExportError(EdgeVAEError):
@@ -47,6 +48,11 @@ def project_versions() -> dict[str, str]:
 
 def axis_sizes(config: VAEConfig) -> dict[str, int]:
     return {contract.PIXELS: config.input_dim, contract.LATENT: config.latent}
+
+
+def graph_specs(config: VAEConfig) -> dict[str, contract.GraphSpec]:
+    """The contract's graphs for this model's likelihood (a third decoder output for the discretized logistic)."""
+    return contract.graphs_for(config.likelihood)
 
 
 def trace_to_onnx(module: nn.Module, spec: contract.GraphSpec, config: VAEConfig, opset: int) -> onnx.ModelProto:
@@ -75,7 +81,26 @@ def trace_to_onnx(module: nn.Module, spec: contract.GraphSpec, config: VAEConfig
             do_constant_folding=True,
             export_params=True,
         )
-    return onnx.load_from_string(buf.getvalue())
+    model = onnx.load_from_string(buf.getvalue())
+    declare_fixed_axes(model, spec, sizes)
+    return model
+
+
+def declare_fixed_axes(model: onnx.ModelProto, spec: contract.GraphSpec, sizes: dict[str, int]) -> None:
+    """Write the contract's fixed sizes into graph inputs and outputs that the exporter left symbolic
+    (a convolutional graph's Reshape/Concat chain hides them from its shape tracking). The ONNX
+    checker's strict shape inference (`check_graph`) and the parity gate's shape checks confirm them;
+    the MLP graphs already carry them and are left untouched."""
+    for values, tensors in ((model.graph.input, spec.inputs), (model.graph.output, spec.outputs)):
+        for value, tensor in zip(values, tensors, strict=True):
+            for dim, axis in zip(value.type.tensor_type.shape.dim, tensor.shape, strict=True):
+                if axis == contract.BATCH:
+                    if not dim.HasField("dim_param") or dim.dim_param != contract.BATCH:
+                        dim.Clear()
+                        dim.dim_param = contract.BATCH
+                elif not dim.HasField("dim_value"):
+                    dim.Clear()
+                    dim.dim_value = sizes[axis]
 
 
 def add_metadata(model: onnx.ModelProto, graph: str, config: VAEConfig, checkpoint_sha256: str, opset: int) -> None:
@@ -139,15 +164,21 @@ def build_graphs(
     pair = (
         checkpoints if isinstance(checkpoints, checkpoint.CheckpointPair) else checkpoint.load_checkpoints(checkpoints)
     )
-    config = pair.encoder.config
-    modules = {"encoder": EncoderGraph(pair.encoder), "decoder": DecoderGraph(pair.decoder)}
+    return pair.encoder.config, trace_pair(pair.encoder, pair.decoder, pair.sha256, opset)
+
+
+def trace_pair(encoder: nn.Module, decoder: nn.Module, sha256: dict[str, str], opset: int) -> dict[str, bytes]:
+    """Serialized, checked ONNX graphs of an encoder/decoder pair (each with a `config`: VAEConfig or
+    the like), wrapped to the contract's signatures; `sha256`: of the weights each came from."""
+    config = encoder.config
+    modules = {"encoder": EncoderGraph(encoder), "decoder": DecoderGraph(decoder)}
     blobs: dict[str, bytes] = {}
-    for graph, spec in contract.GRAPHS.items():
+    for graph, spec in graph_specs(config).items():
         model = trace_to_onnx(modules[graph], spec, config, opset)
-        add_metadata(model, graph, config, pair.sha256[graph], opset)
+        add_metadata(model, graph, config, sha256[graph], opset)
         check_graph(model, spec, graph, axis_sizes(config))
         blobs[graph] = model.SerializeToString(deterministic=True)
-    return config, blobs
+    return blobs
 
 
 def describe_tensors(specs: tuple[contract.TensorSpec, ...], config: VAEConfig) -> list[dict[str, Any]]:
@@ -167,7 +198,7 @@ EXTRA_ROLES = {
 
 def describe_graph(graph: str, blob: bytes, config: VAEConfig, variant: contract.Variant) -> dict[str, Any]:
     """A graph's manifest entry: sha256, size, signature (fixed axes filled in) and IR version."""
-    spec = contract.GRAPHS[graph]
+    spec = graph_specs(config)[graph]
     entry: dict[str, Any] = {
         "graph": graph,
         "variant": variant.name,
@@ -183,6 +214,25 @@ def describe_graph(graph: str, blob: bytes, config: VAEConfig, variant: contract
     if variant.file(graph).endswith(".onnx"):
         entry["ir_version"] = onnx.load_from_string(blob).ir_version
     return entry
+
+
+CONV_DESCRIPTIONS = {
+    "int8": "convolutions: int8 weights per output channel, float arithmetic (weight-only, DequantizeLinear; "
+    "onnxruntime has no CPU ConvInteger for uint8 activations); dense layers: dynamic int8 (MatMulInteger)",
+    "b1": "float32, batch fixed at 1 (what NNAPI and CoreML take: mobile_usability)",
+}
+
+
+def describe_variant(variant: contract.Variant, blobs: dict[str, bytes]) -> str:
+    """The contract's description, or for a convolutional pair what its int8 and b1 builds are."""
+    if variant.name in CONV_DESCRIPTIONS and any(has_convolutions(onnx.load_from_string(b)) for b in blobs.values()):
+        return CONV_DESCRIPTIONS[variant.name]
+    return variant.description
+
+
+def shape_budget(variant: contract.Variant, pixels: int) -> tuple[tuple[str, float], ...]:
+    """The variant's per-output budgets for images of `pixels` values (`Variant.tolerance`)."""
+    return variant.other_budget if pixels != contract.MNIST_PIXELS and variant.other_budget else variant.budget
 
 
 def build_manifest(
@@ -209,7 +259,7 @@ def build_manifest(
             files[variant.file(graph)]["source_checkpoint_sha256"] = checkpoint_sha256[graph]
         size = sum(len(b) for b in graphs.values())
         summary[name] = {
-            "description": variant.description,
+            "description": describe_variant(variant, blobs),
             "files": {g: variant.file(g) for g in graphs},
             "batch": variant.batch,
             "format": "ort" if variant.suffix.endswith(".ort") else "onnx",
@@ -218,8 +268,14 @@ def build_manifest(
             "size": size,
             "size_vs_fp32": size / fp32_size,
             "budget": {
-                "max_abs_diff_vs_fp32": dict(variant.budget) or {"all outputs": contract.TOLERANCE["cpu"]},
-                "log_likelihood_change_nats": variant.nll_budget,
+                "max_abs_diff_vs_fp32": dict(shape_budget(variant, config.input_dim))
+                or {"all outputs": contract.TOLERANCE["cpu"]},
+                "log_likelihood_change_nats": nll_budget(variant, config.input_dim),
+                **(
+                    {}
+                    if config.input_dim == contract.MNIST_PIXELS
+                    else {"log_likelihood_change_bits_per_dim": variant.bpd_budget}
+                ),
             },
             **(variant_figures or {}).get(name, {}),
         }
@@ -250,25 +306,87 @@ def export_model(
     """Build, validate on each device's provider, then write graphs, golden vectors, score
     statistics and manifest.
 
-    score_images: normal images (N, 784) for the score statistics and the density score's mixture
-    (default: the 2000 MNIST training digits shipped with the exporter), described by score_source;
-    score_labels: their classes (N,), one mixture per class (default: one mixture for all).
+    score_images: normal images for the score statistics and the density score's mixture (default:
+    the training images saved beside the checkpoints by a folder/npy run, else the 2000 MNIST training
+    digits shipped with the exporter), described by score_source; score_labels: their classes (N,),
+    one mixture per class (default: one mixture for all).
     Returns (paths written, parity summary per device). Raises CheckpointError,
     ExportError or ValidationError (ParityError with the max difference) before anything is written.
     """
+    pair = checkpoint.load_checkpoints(checkpoints)  # read once: traced, validated and hashed from these bytes
+    real, real_source = validation_images(Path(checkpoints), pair.encoder.config)
+    if score_images is None and real_source is not None:
+        score_images, score_source = real, f"{real_source} (training images)"
+    config, blobs = build_graphs(pair, opset)
+    return export_traced(
+        pair.encoder,
+        pair.decoder,
+        blobs,
+        pair.sha256,
+        out,
+        opset,
+        devices,
+        real,
+        score_images,
+        score_source,
+        score_labels,
+    )
+
+
+def validation_images(folder: Path, config: VAEConfig) -> tuple[Any, str | None]:
+    """uint8 rows (N, pixels) that export validates on, and their source: the training images a
+    folder/npy run saved beside its checkpoints, else (MNIST-shaped models) the 256 MNIST test
+    digits shipped with the exporter; ExportError when neither fits."""
+    import numpy as np
+
+    from edgevae.train.imagedata import SAMPLE_FILE
+
+    from .validate import load_real_images
+
+    sample = folder / SAMPLE_FILE
+    if sample.is_file():
+        from edgevae.runtime.images import read_npy
+
+        images = read_npy(sample)
+        if images.dtype != np.uint8 or images[0].size != config.input_dim:
+            raise ExportError(f"{sample} does not hold this model's images (uint8, {config.input_dim} values each)")
+        return images.reshape(len(images), -1), f"{len(images)} images of {sample}"
+    if config.input_dim == 28 * 28:
+        return load_real_images(), None
+    raise ExportError(
+        f"no images to validate this {config.image_shape[0]}x{config.image_shape[1]}x{config.channels} model on: "
+        f"{sample} is missing (training on --dataset folder or npy writes it)"
+    )
+
+
+def export_traced(
+    encoder: nn.Module,
+    decoder: nn.Module,
+    blobs: dict[str, bytes],
+    sha256: dict[str, str],
+    out: str | os.PathLike[str],
+    opset: int,
+    devices: tuple[str, ...],
+    real: Any,
+    score_images: Any = None,
+    score_source: str | None = None,
+    score_labels: Any = None,
+) -> tuple[list[Path], dict[str, Any]]:
+    """The gates every pair goes through after tracing, then the writes: parity on each device,
+    golden vectors, variants with their cost, score statistics, the manifest (written last)."""
     from edgevae.runtime.model import ModelFiles, seal_manifest
     from edgevae.runtime.vae import VAE
 
     from .calibrate import calibrate_scores
     from .golden import build_golden
-    from .validate import check_golden, load_real_images, measure_parity, validate_parity
+    from .validate import check_golden, measure_parity, validate_parity
     from .variants import build_variants, check_mobile_usability, check_variant, measure_variant, staged_files
 
-    pair = checkpoint.load_checkpoints(checkpoints)  # read once: traced, validated and hashed from these bytes
-    config, blobs = build_graphs(pair, opset)
-    encoder, decoder = pair.encoder, pair.decoder
-    parity = {device: validate_parity(measure_parity(encoder, decoder, blobs, device), device) for device in devices}
-    real = load_real_images()
+    config = encoder.config
+    parity = {
+        device: validate_parity(measure_parity(encoder, decoder, blobs, device, real=real), device)
+        for device in devices
+    }
     golden_data, golden_spec = build_golden(encoder, decoder, real)
     staged = ModelFiles(
         Path(out),
@@ -283,7 +401,7 @@ def export_model(
     for name, graphs in variants.items():
         candidate = staged_files(staged, name, graphs)
         figures[name] = measure_variant(fp32, VAE(candidate, device="cpu"), real)
-        check_variant(name, figures[name])
+        check_variant(name, figures[name], config.input_dim)
         check_golden(candidate, ["cpu"])
     figures["b1"]["mobile_usability"] = check_mobile_usability(variants["b1"])
     stats, density = calibrate_scores(staged, score_images, score_source, score_labels)
@@ -292,7 +410,7 @@ def export_model(
     files = {contract.GRAPHS[g].file: b for g, b in blobs.items()}
     files.update({contract.VARIANTS[n].file(g): b for n, graphs in variants.items() for g, b in graphs.items()})
     files.update(extras)
-    manifest = build_manifest(out, config, blobs, opset, parity, pair.sha256, extras, variants, figures)
+    manifest = build_manifest(out, config, blobs, opset, parity, sha256, extras, variants, figures)
     files[contract.MANIFEST_FILE] = seal_manifest(manifest)
     paths = []
     with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last

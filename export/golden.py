@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from edgevae.runtime import contract
-from edgevae.train.model import Decoder, Encoder, reparameterize
+from edgevae.train.model import Decoder, Encoder, reparameterize, split_output
 
 GOLDEN_SEED = 7
 
@@ -59,7 +59,7 @@ def golden_arrays(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> dict[
     enc, dec = encoder.eval().cpu(), decoder.eval().cpu()
     mu, logvar = enc(torch.from_numpy(x))
     z = reparameterize(mu, logvar, torch.from_numpy(eps))
-    logits = dec(torch.from_numpy(z_in))
+    logits, log_scale = split_output(dec(torch.from_numpy(z_in)), pixels, encoder.config.likelihood)
     return {
         f"encoder.{contract.X}": x,
         f"encoder.{contract.EPS}": eps,
@@ -69,10 +69,13 @@ def golden_arrays(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> dict[
         f"decoder.{contract.Z}": z_in,
         f"decoder.{contract.MEAN}": torch.sigmoid(logits).numpy(),
         f"decoder.{contract.LOGITS}": logits.numpy(),
+        **({} if log_scale is None else {f"decoder.{contract.LOG_SCALE}": log_scale.numpy()}),
     }
 
 
-def golden_spec(index: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def golden_spec(
+    index: dict[str, dict[str, Any]], likelihood: str = "bernoulli", pixels: int = contract.MNIST_PIXELS
+) -> dict[str, Any]:
     """golden.json: the index into golden.bin, the graphs' inputs and outputs, the tolerances, each
     variant's budgets against fp32, and the rule in words for a runtime written in any language."""
     return {
@@ -81,16 +84,18 @@ def golden_spec(index: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "tensors": index,
         "graphs": {
             graph: {"file": s.file, "inputs": s.input_names, "outputs": s.output_names}
-            for graph, s in contract.GRAPHS.items()
+            for graph, s in contract.graphs_for(likelihood).items()
         },
         "tolerance": dict(contract.TOLERANCE),
         "relative_tolerance": dict(contract.RELATIVE_TOLERANCE),
         "variants": {
             v.name: {
-                "files": {g: v.file(g) for g in contract.GRAPHS},
+                "files": {g: v.file(g) for g in contract.GRAPHS},  # the same two graphs for every likelihood
                 "batch": v.batch,
                 "budget_vs_fp32": {
-                    o: (0.0 if v.exact else v.tolerance(o)) for s in contract.GRAPHS.values() for o in s.output_names
+                    o: (0.0 if v.exact else v.tolerance(o, pixels))
+                    for s in contract.graphs_for(likelihood).values()
+                    for o in s.output_names
                 },
             }
             for v in contract.VARIANTS.values()
@@ -111,4 +116,5 @@ def golden_spec(index: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def build_golden(encoder: Encoder, decoder: Decoder, real: np.ndarray) -> tuple[bytes, bytes]:
     """(golden.bin bytes, golden.json bytes) for the pair: `golden_arrays`, packed and indexed."""
     data, index = pack_tensors(golden_arrays(encoder, decoder, real))
-    return data, (json.dumps(golden_spec(index), indent=2, sort_keys=True) + "\n").encode()
+    spec = golden_spec(index, encoder.config.likelihood, encoder.config.input_dim)
+    return data, (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()

@@ -259,11 +259,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> str:
     output = plan_output(args.output, inputs=[args.input])
     vae = load_vae(args)
     pairs = output.format == "png"  # originals beside reconstructions: twice the images in the grid
-    x = read_images(args.input, vae.input_rule(args.input, vae.image_bytes + output_cost(vae, output, 1 + pairs)))
-    recon = vae.reconstruct(x, stochastic=args.stochastic, seed=args.seed).reshape(-1, *vae.image_shape)
+    x = read_images(
+        args.input,
+        vae.input_rule(args.input, vae.image_bytes + output_cost(vae, output, 1 + pairs)),
+        channels=vae.channels,
+    )
+    recon = vae.reconstruct(x, stochastic=args.stochastic, seed=args.seed).reshape(-1, *vae.output_shape)
     if pairs:
         orig = vae.normalize_images(x)
-        grid = np.stack([orig, recon], axis=1).reshape(-1, *vae.image_shape)  # original, result, ...
+        grid = np.stack([orig, recon], axis=1).reshape(-1, *vae.output_shape)  # original, result, ...
         path = save_grid(grid, output, ncols=2 * min(8, len(recon)))
     else:
         path = save_grid(recon, output)
@@ -274,7 +278,7 @@ def cmd_interpolate(args: argparse.Namespace) -> str:
     output = plan_output(args.output, inputs=[args.a, args.b])
     vae = load_vae(args)
     check_amount("--steps", args.steps, vae.image_bytes + output_cost(vae, output), vae.memory_budget, " images")
-    a, b = (read_images(path, vae.input_rule(path)) for path in (args.a, args.b))
+    a, b = (read_images(path, vae.input_rule(path), channels=vae.channels) for path in (args.a, args.b))
     images = vae.interpolate(a, b, steps=args.steps)
     path = save_grid(images, output, ncols=len(images))
     return f"{header(args, vae)}\nwrote {len(images)} interpolation steps to {path}"
@@ -284,7 +288,7 @@ def cmd_score(args: argparse.Namespace) -> str:
     output = plan_output(args.output, formats={".csv": "csv"}, default="csv", inputs=[args.input])
     vae = load_vae(args)
     threshold, described = resolve_threshold(vae, args.threshold, args.score)
-    x = read_images(args.input, vae.input_rule(args.input, 64))
+    x = read_images(args.input, vae.input_rule(args.input, 64), channels=vae.channels)
     result = vae.score(x, score=args.score, k=args.k, seed=args.seed)
     summary = f"{header(args, vae)}\nscored {len(result.score)} images: score {result.name}, k={result.k}"
     if threshold is not None:

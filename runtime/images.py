@@ -146,6 +146,10 @@ def encode_images(images: np.ndarray, fmt: str, ncols: int | None = None, scale:
         buf = io.BytesIO()
         np.save(buf, np.asarray(images, dtype=np.float32))
         return buf.getvalue()
+    if np.ndim(images) == 4:  # (N, H, W, C): a colour model's images
+        from .colour import encode_rgb_png, tile_colour
+
+        return encode_rgb_png(tile_colour(images, ncols), scale)
     return encode_png(tile_images(images, ncols), scale)
 
 
@@ -178,10 +182,12 @@ def write_output(path: str | os.PathLike[str] | Output, data: bytes) -> Path:
 
 
 def read_images(
-    path: str | os.PathLike[str], rule: ShapeRule | None = None, max_bytes: int | None = None
+    path: str | os.PathLike[str], rule: ShapeRule | None = None, max_bytes: int | None = None, channels: int = 1
 ) -> np.ndarray:
-    """Images from a .npy file (any shape the model accepts) or a PNG (one image), each checked from its
-    header first: `rule(shape, dtype)` (the model's shapes) and `max_bytes` (default: the memory budget)."""
+    """Images from a .npy file (any shape the model accepts) or one picture, each checked from its
+    header first: `rule(shape, dtype)` (the model's shapes) and `max_bytes` (default: the memory budget).
+    A picture is a greyscale PNG for a grey model (channels 1), or a PNG/JPEG/BMP/WebP read as
+    (H, W, 3) RGB for a colour model (channels 3)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"input {path} is a directory; give a .npy or .png file")
@@ -192,11 +198,15 @@ def read_images(
     try:
         if suffix == ".npy":
             return read_npy_file(path, limit, rule)
-        if suffix == ".png":
-            return read_png(path, rule, limit)
+        if suffix == ".png" or (channels != 1 and suffix in PICTURE_SUFFIXES):
+            return read_png(path, rule, limit, channels)
     except OSError as exc:  # unreadable (permissions, I/O)
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    raise InputError(f"input must be a .png or .npy file, got {path.name!r}")
+    pictures = ".png" if channels == 1 else "/".join(PICTURE_SUFFIXES)
+    raise InputError(f"input must be a {pictures} or .npy file, got {path.name!r}")
+
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # what Pillow reads for a colour model
 
 
 def read_npy(path: Path) -> np.ndarray:
@@ -204,9 +214,10 @@ def read_npy(path: Path) -> np.ndarray:
     return read_npy_file(path, memory_budget())
 
 
-def read_png(path: Path, rule: ShapeRule | None, max_bytes: int) -> np.ndarray:
-    """One greyscale picture as uint8 (H, W), or float32 in [0, 1] for 16-bit ones. The size is read from
-    the header and checked (pixel limit, `rule`) before decoding; transparency is composited onto white."""
+def read_png(path: Path, rule: ShapeRule | None, max_bytes: int, channels: int = 1) -> np.ndarray:
+    """One greyscale picture as uint8 (H, W), or float32 in [0, 1] for 16-bit ones; with channels 3 any
+    picture Pillow reads as uint8 RGB (H, W, 3). The size is read from the header and checked (pixel
+    limit, `rule`) before decoding; transparency is composited onto white."""
     image_mod = import_pillow()
     limit = min(MAX_IMAGE_PIXELS, max_bytes // 16)
     try:
@@ -220,7 +231,9 @@ def read_png(path: Path, rule: ShapeRule | None, max_bytes: int) -> np.ndarray:
                     f"{path}: {width} x {height} pixels is over the limit of {limit:,} pixels for an input picture"
                 )
             if rule is not None:
-                rule((height, width), np.dtype(np.uint8))
+                rule((height, width) if channels == 1 else (height, width, channels), np.dtype(np.uint8))
+            if channels != 1:
+                return np.asarray(flatten_alpha(image_mod, im).convert("RGB"), dtype=np.uint8)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit greyscale (PNG holds no other integer mode): scale 0..65535 to [0, 1];
                 # convert("L") would clip every level above 255 to white
@@ -230,7 +243,7 @@ def read_png(path: Path, rule: ShapeRule | None, max_bytes: int) -> np.ndarray:
     except image_mod.DecompressionBombError as exc:
         raise InputError(f"{path}: refused as a decompression bomb ({exc})") from exc
     except OSError as exc:  # PIL.UnidentifiedImageError and truncated files are OSErrors
-        raise InputError(f"{path} is not a readable PNG image: {exc}") from exc
+        raise InputError(f"{path} is not a readable {'PNG' if channels == 1 else 'picture'}: {exc}") from exc
 
 
 def flatten_alpha(image_mod: Any, im: Any) -> Any:

@@ -9,6 +9,9 @@ Formulas:
 - bernoulli log p(x|z) = sum x * l - softplus(l), from logits l (stable for any l);
   gaussian log p(x|z) = -sum (x - mean)^2 - D/2 log(pi) (variance 1/2: the book's MSE sum + const);
   both as in the training code (train/model.py, log_likelihood).
+- discretized logistic log p(x|z) = sum log [F((x + 1/510 - m) / s) - F((x - 1/510 - m) / s)] over 8-bit
+  levels x = k/255, F the logistic CDF, the end bins open to -inf and +inf (Salimans et al. 2017,
+  PixelCNN++, eq. 2, one mixture component), location m = mean and s = exp(log_scale) per pixel.
 - KL(q || N(0, I)) in closed form (Kingma & Welling 2014, Appendix B).
 - log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2015, eq. 8),
   reduced with log-sum-exp.
@@ -34,12 +37,12 @@ import numpy as np
 import numpy.typing as npt
 
 from .arrays import read_npz_bytes
-from .contract import SCORE_STATS_FORMAT
+from .contract import LIKELIHOODS, SCORE_STATS_FORMAT
 from .limits import MAX_SIDE_FILE_BYTES
 
 LOG_2PI = math.log(2 * math.pi)
 LN2 = math.log(2.0)
-LIKELIHOODS = ("bernoulli", "gaussian")
+HALF_BIN = 0.5 / 255.0  # half the width of one 8-bit level in [0, 1]
 
 
 def softplus(v: np.ndarray) -> np.ndarray:
@@ -56,7 +59,12 @@ def log_px_given_z(x: np.ndarray, logits: np.ndarray, mean: np.ndarray | None, l
     """log p(x|z) summed over the last axis; x (float32) broadcasts against logits / mean.
 
     Each pixel's term is formed in float32, as PyTorch forms it, and the terms are summed in float64.
+    For discretized_logistic, `logits` is the decoder's log_scale output (its location is `mean`).
     """
+    if likelihood == "discretized_logistic":
+        if mean is None:
+            raise ValueError("the discretized logistic likelihood needs the decoder's mean")
+        return discretized_logistic(x, mean, logits).sum(axis=-1)
     if likelihood == "bernoulli":
         term = softplus(logits)
         term -= x * logits
@@ -67,6 +75,25 @@ def log_px_given_z(x: np.ndarray, logits: np.ndarray, mean: np.ndarray | None, l
         d = x - mean
         return -(d * d).sum(axis=-1, dtype=np.float64) - 0.5 * x.shape[-1] * math.log(math.pi)
     raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+
+
+def discretized_logistic(x: np.ndarray, mean: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
+    """Per-pixel log P(x) of 8-bit levels x = k/255 under a logistic (location mean, scale
+    exp(log_scale)) binned to width 1/255, the end bins open (PixelCNN++, Salimans et al. 2017), float64."""
+    x64, m64 = np.asarray(x, np.float64), np.asarray(mean, np.float64)
+    ls = np.asarray(log_scale, np.float64)
+    inv = np.exp(-ls)
+    centred = x64 - m64
+    upper, lower = inv * (centred + HALF_BIN), inv * (centred - HALF_BIN)
+    log_cdf_upper = upper - softplus(upper)  # log F(upper): the bottom bin's probability
+    log_sf_lower = -softplus(lower)  # log (1 - F(lower)): the top bin's
+    # log (F(upper) - F(lower)) = log F(upper) + log(1 - exp(log F(lower) - log F(upper))), stable for any width
+    log_cdf_lower = lower - softplus(lower)
+    log_mid = log_cdf_upper + np.log(-np.expm1(np.minimum(log_cdf_lower - log_cdf_upper, -1e-300)))
+    # far in the upper tail both CDFs round to 1: use the survival functions instead
+    log_mid_tail = log_sf_lower + np.log(-np.expm1(np.minimum(-softplus(upper) - log_sf_lower, -1e-300)))
+    mid = np.where(centred > 0, log_mid_tail, log_mid)
+    return np.where(x64 < HALF_BIN, log_cdf_upper, np.where(x64 > 1.0 - HALF_BIN, log_sf_lower, mid))
 
 
 def kl_standard_normal(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:

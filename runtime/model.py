@@ -235,11 +235,14 @@ def check_config(config: dict[str, Any], path: Path) -> None:
     latent = config.get("latent")
     if not (isinstance(latent, int) and not isinstance(latent, bool) and latent > 0):
         raise ModelError(f"corrupt manifest {path}: config.latent must be a positive int; got {latent!r}")
-    if config.get("likelihood", "bernoulli") not in ("bernoulli", "gaussian"):
+    if config.get("likelihood", "bernoulli") not in contract.LIKELIHOODS:
         raise ModelError(
-            f"corrupt manifest {path}: config.likelihood must be 'bernoulli' or 'gaussian'; "
+            f"corrupt manifest {path}: config.likelihood must be one of {', '.join(contract.LIKELIHOODS)}; "
             f"got {config.get('likelihood')!r}"
         )
+    channels = config.get("channels", contract.CHANNELS_DEFAULT)
+    if not (isinstance(channels, int) and not isinstance(channels, bool) and channels in (1, 3)):
+        raise ModelError(f"corrupt manifest {path}: config.channels must be 1 (grey) or 3 (RGB); got {channels!r}")
 
 
 def check_inside(folder: Path, path: Path) -> None:
@@ -295,7 +298,7 @@ def load_model_files(
             f"(it knows {', '.join(contract.VARIANTS)}); upgrade edgevae"
         )
     blobs = {}
-    for graph, spec in contract.GRAPHS.items():
+    for graph, spec in contract.graphs_for(manifest["config"].get("likelihood")).items():
         name = contract.VARIANTS[variant].file(graph)
         entry = manifest["files"].get(name)
         if not isinstance(entry, dict):

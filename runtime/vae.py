@@ -27,6 +27,7 @@ from . import contract, limits
 from . import likelihood as lik
 from .devices import CPU_DEVICE, CUDA_DEVICE, PROVIDERS
 from .errors import ModelError
+from .layout import ImageLayout
 from .limits import check_amount, check_int, check_seed
 from .model import (
     ModelFiles,
@@ -107,7 +108,11 @@ class VAE:
         )
         self.latent = self.files.latent
         self.image_shape = self.files.image_shape
-        self.pixels = self.image_shape[0] * self.image_shape[1]
+        self.layout = ImageLayout.from_config(self.files.config)
+        self.channels = self.layout.channels
+        self.output_shape = self.layout.shape  # (H, W) grey, (H, W, C) colour: what images come back as
+        self.pixels = self.layout.pixels
+        self.graphs = contract.graphs_for(self.likelihood)
         row_bytes = 16 * (self.pixels + self.latent)  # a run's feeds, outputs and the likelihood's temporaries
         if chunk_size is None:
             chunk_size = max(1, min(DEFAULT_CHUNK, budget // row_bytes))
@@ -131,7 +136,7 @@ class VAE:
         self._score_stats: lik.ScoreStats | None = None
         self._score_density: lik.ScoreDensity | None = None
         sizes = {contract.PIXELS: self.pixels, contract.LATENT: self.latent}
-        for session, spec in ((self.encoder, contract.ENCODER), (self.decoder, contract.DECODER)):
+        for session, spec in ((self.encoder, self.graphs["encoder"]), (self.decoder, self.graphs["decoder"])):
             check_session_signature(session, spec, sizes, self.fixed_batch, str(self.files.folder / spec.file))
         self._encoder_runner = make_runner(self.encoder, self._graph_name("encoder"))
         self._decoder_runner = make_runner(self.decoder, self._graph_name("decoder"))
@@ -268,7 +273,7 @@ class VAE:
         xs, _ = self._check_images(x)
         return np.concatenate(
             [as_float_images(xs[lo : lo + self.chunk_size]) for lo in range(0, len(xs), self.chunk_size)]
-        ).reshape(-1, *self.image_shape)
+        ).reshape(-1, *self.output_shape)
 
     def decode(self, z: ArrayLike) -> FloatArray:
         """Pixel means (N, H, W) in [0, 1] for latents z (N, latent) or one (latent,); any finite z
@@ -283,7 +288,7 @@ class VAE:
         """decode(encode(x)): through z = mu (default), or a draw z ~ q(z|x) when `stochastic`."""
         xs, single = self._check_images(x)
         eps = self.sample_latent(len(xs), seed) if stochastic else np.zeros((len(xs), self.latent), np.float32)
-        out = np.empty((len(xs), *self.image_shape), np.float32)
+        out = np.empty((len(xs), *self.output_shape), np.float32)
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size
             (z,) = self._encoder_runner([contract.Z], self._encoder_feed(xs[lo:hi], eps[lo:hi]))
@@ -486,7 +491,11 @@ class VAE:
         return out
 
     def _run_likelihood_decoder(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(logits, None) for bernoulli, (logits, mean) for gaussian: what log p(x|z) needs."""
+        """(logits, None) for bernoulli, (logits, mean) for gaussian: what log p(x|z) needs; for the
+        discretized logistic (log_scale, mean), which `lik.log_px_given_z` reads in that order."""
+        if self.likelihood in contract.SCALED_LIKELIHOODS:
+            mean, log_scale = self._decoder_runner([contract.MEAN, contract.LOG_SCALE], {contract.Z: z})
+            return log_scale, mean
         if self.likelihood == "gaussian":
             mean, logits = self._decoder_runner([contract.MEAN, contract.LOGITS], {contract.Z: z})
             return logits, mean
@@ -508,12 +517,12 @@ class VAE:
         return {contract.X: as_float_images(x_chunk), contract.EPS: eps_chunk}
 
     def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
-        return self._decoder_runner([contract.MEAN], {contract.Z: z})[0].reshape(-1, *self.image_shape)
+        return self._decoder_runner([contract.MEAN], {contract.Z: z})[0].reshape(-1, *self.output_shape)
 
     def _decode_rows(self, zs: np.ndarray) -> np.ndarray:
         if len(zs) <= self.chunk_size:
             return self._decode_chunk(zs)
-        out = np.empty((len(zs), *self.image_shape), np.float32)
+        out = np.empty((len(zs), *self.output_shape), np.float32)
         for lo in range(0, len(zs), self.chunk_size):
             hi = lo + self.chunk_size
             out[lo:hi] = self._decode_chunk(zs[lo:hi])
@@ -524,7 +533,8 @@ class VAE:
         """Validate images; returns ((N, pixels) array, was-a-single-image).
 
         Accepts float arrays in [0, 1] or integer pixel levels 0..255 (uint8 usually), shaped
-        (N, pixels), (N, H, W), (N, 1, H, W), or one image without the batch axis. The array keeps
+        (N, pixels), (N, H, W), (N, 1, H, W) (grey) or (N, H, W, C) (colour), or one image without the
+        batch axis (runtime/layout.py). The array keeps
         its dtype (converted to float32 chunk by chunk); values are checked here, before any run.
         """
         arr = as_numeric_array(x, name, "images")
@@ -536,18 +546,9 @@ class VAE:
     def image_rows(self, shape: tuple[int, ...], name: str = contract.X) -> tuple[int, bool]:
         """(images, is-one-image) for an array of `shape`: (N, pixels), (N, H, W), (N, 1, H, W), or one
         image (pixels,) or (H, W); any other shape, or no image, is a ValueError saying what was expected."""
-        h, w = self.image_shape
-        if tuple(shape) in ((self.pixels,), (h, w)):
+        n, single = self.layout.count(shape, name)
+        if single:
             return 1, True
-        if not (
-            (len(shape) == 2 and shape[1] == self.pixels)
-            or (len(shape) == 3 and tuple(shape[1:]) == (h, w))
-            or (len(shape) == 4 and tuple(shape[1:]) == (1, h, w))
-        ):
-            raise ValueError(
-                f"{name}: expected images shaped (N, {self.pixels}), (N, {h}, {w}), (N, 1, {h}, {w}), "
-                f"({self.pixels},) or ({h}, {w}); got shape {tuple(shape)}"
-            )
         if shape[0] == 0:
             raise ValueError(f"{name}: expected at least one image; got an empty batch of shape {tuple(shape)}")
         return int(shape[0]), False

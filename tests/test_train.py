@@ -155,7 +155,7 @@ def test_cli_help_states_defaults_read_from_the_presets() -> None:
         shown(lambda c: c.model.likelihood),
         shown(lambda c: c.model.block),
         shown(lambda c: c.objective),
-        "(default: 250; large: 240; book: 30)",
+        "(default: 250; large: 240; book: 30; conv32: 20)",
         "default: auto",
         "--resume",
         "--overwrite",

@@ -1,4 +1,5 @@
-"""edgevae.train: PyTorch training of an MLP VAE on MNIST-format data.
+"""edgevae.train: PyTorch training of an MLP or convolutional VAE on MNIST-format data or your own
+images (a folder of pictures or an .npy array: imagedata.py).
 
 Run `python -m edgevae.train --help`. The model, the loss terms and the checkpoint format live
 in `model.py`, `config.py` and `checkpoint.py`; nothing here runs at import, and importing this

@@ -1,11 +1,14 @@
-"""Train the VAE on MNIST-format data and write encoder/decoder checkpoints.
+"""Train the VAE on MNIST-format data or your own images and write encoder/decoder checkpoints.
 
     python -m edgevae.train --data-dir ../shared/data/mnist              # tuned default (bernoulli)
     python -m edgevae.train --data-dir DIR --preset book                 # the textbook recipe
     python -m edgevae.train --data-dir DIR --resume                      # continue an interrupted run
+    python -m edgevae.train --dataset folder --data-dir photos/ --preset conv32 --out run/   # your images
 
 Writes OUT/encoder.pt, OUT/decoder.pt (after every epoch), OUT/metrics.json, OUT/loss_curve.png,
-OUT/samples.png and the resume state OUT/train_state.pt. An OUT that already holds a run is
+OUT/samples.png and the resume state OUT/train_state.pt (folder and npy data also
+OUT/data_sample.npy: up to 2000 training images, which export validates on and fits the score
+statistics to). An OUT that already holds a run is
 refused unless --resume or --overwrite says what to do with it.
 """
 
@@ -24,6 +27,7 @@ from edgevae.runtime.errors import run_cli
 from . import require_torch
 from .config import PRESETS, TrainConfig, VAEConfig
 from .data import DATA_DIR_ENV, DATASETS
+from .imagedata import OWN_DATASETS
 
 
 def format_value(value: Any) -> str:
@@ -63,13 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m edgevae.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--version", action="version", version=f"edgevae {__version__}")
-    p.add_argument("--data-dir", default=None, help=f"folder with the IDX files (default: ${DATA_DIR_ENV})")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"folder with the IDX files, a folder of images (--dataset folder) or FILE.npy (--dataset npy) "
+        f"(default: ${DATA_DIR_ENV})",
+    )
     p.add_argument(
         "--dataset",
-        choices=DATASETS,
+        choices=DATASETS + OWN_DATASETS,
         default="mnist",
         help="mnist: verify each file against MNIST's published checksum; idx: other data in MNIST's "
-        "format and file names (Fashion-MNIST, your own), unchecked (default: mnist)",
+        "format and file names (Fashion-MNIST, your own), unchecked; folder: png/jpg/bmp/webp files under "
+        "--data-dir, nested folders too; npy: one (N, H, W[, C]) array, uint8 or float in [0, 1] (default: mnist)",
     )
     p.add_argument("--download", action="store_true", help="fetch MNIST into --data-dir first (needs internet)")
     p.add_argument("--out", default="artifacts/checkpoints", help="output folder (default: artifacts/checkpoints)")
@@ -103,9 +113,29 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     model_over, train_over = given(VAEConfig), given(TrainConfig)
     if "image_shape" in model_over:
         model_over["image_shape"] = tuple(model_over["image_shape"])
+    if getattr(args, "dataset", None) in OWN_DATASETS:
+        shape, resize = own_image_shape(args, base.model, model_over)
+        model_over.update(shape)
+        train_over.setdefault("resize", resize)
     if train_over.get("objective") == "elbo" and "k" not in train_over:
         train_over["k"] = 1  # the ELBO has one sample: --objective elbo on an IWAE preset needs no --k 1
     return dataclasses.replace(base, model=dataclasses.replace(base.model, **model_over), **train_over)
+
+
+def own_image_shape(args: argparse.Namespace, preset: VAEConfig, given: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Image shape and channels for folder/npy data: the flags, else the preset's when it has its own
+    (conv32: 32x32 RGB), else the first image's; the choice is printed. Also whether folder images are
+    resized to that shape (only when the shape was given, not taken from the first image)."""
+    from .imagedata import resolve_shape
+
+    mnist = VAEConfig()
+    shape = given.get("image_shape") or (preset.image_shape if preset.image_shape != mnist.image_shape else None)
+    channels = given.get("channels") or (preset.channels if preset.channels != mnist.channels else None)
+    resize = shape is not None
+    shape, channels, where = resolve_shape(args.dataset, args.data_dir, shape, channels)
+    told = "from the flags or the preset" if where == "given" else f"from {where}"
+    print(f"data: images {shape[0]}x{shape[1]}, {'grey' if channels == 1 else 'RGB'} ({told})", file=sys.stderr)
+    return {"image_shape": tuple(shape), "channels": channels}, resize
 
 
 def train(args: argparse.Namespace) -> int:

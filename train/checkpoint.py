@@ -28,14 +28,14 @@ from edgevae.runtime.atomic import sync_dir, write_bytes_atomic
 from edgevae.runtime.errors import EdgeVAEError
 
 from .config import TrainConfig, VAEConfig
-from .model import Decoder, Encoder
+from .model import Decoder, Encoder, make_decoder, make_encoder
 
 FORMAT = "edgevae-checkpoint"
 VERSION = 1
 ENCODER_FILE = "encoder.pt"
 DECODER_FILE = "decoder.pt"
 STATE_FILE = "train_state.pt"
-KINDS = {"encoder": Encoder, "decoder": Decoder}
+KINDS = {"encoder": make_encoder, "decoder": make_decoder}  # the module `config.block` asks for
 
 
 class CheckpointError(EdgeVAEError):

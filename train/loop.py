@@ -23,15 +23,16 @@ import numpy as np
 import torch
 
 from edgevae.runtime.atomic import remove_stale_temps, write_bytes_atomic
+from edgevae.runtime.contract import SCALED_LIKELIHOODS
 from edgevae.runtime.devices import resolve_device
 from edgevae.runtime.images import save_grid
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, imagedata
 from .checkpoint import CheckpointError
 from .config import TrainConfig
-from .data import load_split
+from .data import DATASETS, load_split
 from .evaluate import describe_nll, evaluate_elbo, evaluate_iw_log_likelihood, prepare_eval_images
-from .model import build_models
+from .model import build_models, decoder_mean
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,49 @@ def load_images(
     return torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0).to(device)
 
 
+def load_data(
+    config: TrainConfig, data_dir: str | os.PathLike[str] | None, dataset: str, device: torch.device, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """(train images, test images, description). MNIST-format data as before (float32 rows); your own
+    images (folder, npy) as uint8 rows, made float per batch (`as_batch`), split by the seed."""
+    if dataset in DATASETS:
+        train = load_images(data_dir, "train", config.train_limit, dataset, device)
+        test = load_images(data_dir, "test", config.test_limit, dataset, device)
+        return train, test, {"dataset": dataset, "train_images": len(train), "test_images": len(test)}
+    shape = config.model.image_shape if config.resize or dataset == "npy" else None
+    found = imagedata.load(dataset, data_dir, shape, config.model.channels, progress)
+    if found.images.shape[1:3] != config.model.image_shape:
+        raise imagedata.DataError(
+            f"{data_dir}: images are {found.images.shape[2]}x{found.images.shape[1]}, the model "
+            f"{config.model.image_shape[1]}x{config.model.image_shape[0]}; pass --image-shape to resize them"
+        )
+    rows = found.images.reshape(len(found.images), -1)
+    train_idx, test_idx = imagedata.split_indices(len(rows), config.test_fraction, config.seed)
+    if config.train_limit:
+        train_idx = train_idx[: config.train_limit]
+    if config.test_limit:
+        test_idx = test_idx[: config.test_limit]
+    info = {
+        "dataset": dataset,
+        "source": found.source,
+        "image_shape": list(config.model.image_shape),
+        "channels": config.model.channels,
+        "test_fraction": config.test_fraction,
+        "split_seed": config.seed + imagedata.SPLIT_SEED_OFFSET,
+        "train_images": len(train_idx),
+        "test_images": len(test_idx),
+        "skipped_unreadable": len(found.skipped),
+        "ignored_other_files": found.ignored,
+    }
+    test = torch.from_numpy(rows[test_idx].astype(np.float32) / 255.0).to(device)
+    return torch.from_numpy(rows[train_idx]).to(device), test, info
+
+
+def as_batch(x: torch.Tensor) -> torch.Tensor:
+    """A batch of rows as float32 in [0, 1] (uint8 levels / 255)."""
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x
+
+
 def run_training(
     config: TrainConfig,
     data_dir: str | os.PathLike[str] | None,
@@ -148,12 +192,13 @@ def train_in_world(
     """The training run of one process: all of it in a world of one, its shard of each batch under
     torchrun (rank 0 alone writes)."""
     logger.info("device: %s%s", dev, f" (rank {world.rank} of {world.size})" if world.distributed else "")
-    train_x = load_images(data_dir, "train", config.train_limit, dataset, dev)
-    test_x = prepare_eval_images(
-        load_images(data_dir, "test", config.test_limit, dataset, dev), config.model.likelihood
-    )
+    train_x, test_x, data_info = load_data(config, data_dir, dataset, dev, progress and world.is_main)
+    test_x = prepare_eval_images(test_x, config.model.likelihood)
     if train_x.shape[1] != config.model.input_dim:
         raise ValueError(f"data images have {train_x.shape[1]} pixels, config expects {config.model.input_dim}")
+    if world.is_main and dataset not in DATASETS:
+        out.mkdir(parents=True, exist_ok=True)
+        imagedata.write_sample(out, train_x.cpu().numpy(), config)
 
     encoder, decoder = build_models(config.model, seed=config.seed)
     encoder.to(dev)
@@ -213,7 +258,7 @@ def train_in_world(
         bar = make_progress(steps, f"epoch {epoch + 1}/{config.epochs}", progress and world.is_main)
         for step in range(steps):
             # Every rank draws the whole global batch's randomness, then trains on its shard of it.
-            x = train_x[perm[step * config.batch_size : (step + 1) * config.batch_size]]
+            x = as_batch(train_x[perm[step * config.batch_size : (step + 1) * config.batch_size]])
             if config.binarize and config.model.likelihood == "bernoulli":
                 x = torch.bernoulli(x, generator=gen)
             rows = len(x)
@@ -277,6 +322,7 @@ def train_in_world(
     decoder.eval()
     metrics = summarize(config, encoder, decoder, test_x, history, dev)
     metrics["processes"] = world.size
+    metrics["data"] = data_info
     write_json(out / METRICS_FILE, metrics)
     write_pictures(out, history, decoder, config, dev)
     return metrics
@@ -352,6 +398,8 @@ def summarize(
         metrics["test_iw_nll"] = -ll
         metrics["iw_samples"] = config.iw_samples
         metrics["test_nll"] = describe_nll(-ll, config.iw_samples, len(test_x), config.model.likelihood)
+        if config.model.likelihood in SCALED_LIKELIHOODS:  # a probability of 8-bit levels: bits per dimension
+            metrics["test_bits_per_dim"] = -ll / (config.model.input_dim * math.log(2))
         logger.info(
             "importance-weighted test log p(x) (k=%d): %.3f nats (%.0fs)",
             config.iw_samples,
@@ -372,8 +420,9 @@ def write_pictures(
     z = torch.from_numpy(
         np.random.default_rng(SAMPLE_SEED).standard_normal((64, config.model.latent), dtype=np.float32)
     )
+    shape = config.model.image_shape + ((config.model.channels,) if config.model.channels > 1 else ())
     with torch.no_grad():
-        means = torch.sigmoid(decoder(z.to(dev))).cpu().numpy().reshape(-1, *config.model.image_shape)
+        means = decoder_mean(decoder, z.to(dev)).cpu().numpy().reshape(-1, *shape)
     try:
         save_grid(means, out / SAMPLES_FILE, ncols=8)
         plot_loss_curve(history, out / CURVE_FILE, config)

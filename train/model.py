@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from edgevae.runtime.contract import LIKELIHOODS, SCALED_LIKELIHOODS
+
 from .config import VAEConfig
 
 
@@ -93,16 +95,67 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """p(x|z): returns logits; the pixel means are their sigmoid."""
+    """p(x|z): returns logits; the pixel means are their sigmoid. For the discretized logistic the
+    output is twice as wide: location logits, then log scales (`split_output`)."""
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         self.config = config
         self.hidden = make_hidden(config.latent, config)
-        self.out = nn.Linear(config.hidden, config.input_dim)
+        self.out = nn.Linear(config.hidden, config.input_dim * output_params(config.likelihood))
 
     def forward(self, z: Tensor) -> Tensor:
         return self.out(run_hidden(self.hidden, z))
+
+
+LOG_SCALE_MIN = -7.0  # the logistic's scale is at least exp(-7) = 0.0009 (a quarter of one level), as in PixelCNN++
+
+
+def output_params(likelihood: str) -> int:
+    """Values the decoder gives per pixel: 2 (location, log scale) for the discretized logistic, else 1."""
+    return 2 if likelihood in SCALED_LIKELIHOODS else 1
+
+
+def split_output(out: Tensor, pixels: int, likelihood: str) -> tuple[Tensor, Tensor | None]:
+    """(logits, log_scale or None) from a decoder's output; log scales are clamped at LOG_SCALE_MIN."""
+    if likelihood not in SCALED_LIKELIHOODS:
+        return out, None
+    logits, log_scale = torch.split(out, pixels, dim=-1)
+    return logits, torch.clamp(log_scale, min=LOG_SCALE_MIN)
+
+
+def make_encoder(config: VAEConfig) -> nn.Module:
+    """The encoder `config.block` asks for: the MLP `Encoder` or the convolutional one."""
+    from .conv import ConvEncoder
+
+    return ConvEncoder(config) if config.block == "conv" else Encoder(config)
+
+
+def make_decoder(config: VAEConfig) -> nn.Module:
+    """The decoder `config.block` asks for: the MLP `Decoder` or the convolutional one."""
+    from .conv import ConvDecoder
+
+    decoder = ConvDecoder(config, output_params(config.likelihood)) if config.block == "conv" else Decoder(config)
+    if config.likelihood in SCALED_LIKELIHOODS:
+        start_log_scale(decoder)
+    return decoder
+
+
+LOG_SCALE_START = -3.0  # initial scale exp(-3) = 0.05, about 13 levels: training starts near a useful width
+
+
+def start_log_scale(decoder: nn.Module) -> None:
+    """Set the bias of the decoder's log-scale outputs to LOG_SCALE_START (the last layer's second half)."""
+    last = decoder.head if hasattr(decoder, "head") else decoder.out
+    with torch.no_grad():
+        half = last.bias.shape[0] // 2
+        last.bias[half:] = LOG_SCALE_START
+
+
+def decoder_mean(decoder: nn.Module, z: Tensor) -> Tensor:
+    """Pixel means (N, H*W*C) in [0, 1] for latents z: the sigmoid of the (location) logits."""
+    logits, _ = split_output(decoder(z), decoder.config.input_dim, decoder.config.likelihood)
+    return torch.sigmoid(logits)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
@@ -133,7 +186,7 @@ def iwae_terms(
     mu, logvar = encoder(x)
     z = reparameterize(mu[None], logvar[None], eps)
     logits = decoder(z)
-    log_px = log_likelihood(x[None].expand_as(logits), logits, encoder.config.likelihood)
+    log_px = log_likelihood(x[None].expand(*logits.shape[:-1], x.shape[-1]), logits, encoder.config.likelihood)
     log_ratio = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(z, mu[None], logvar[None])
     bound = torch.logsumexp(log_px + kl_weight * log_ratio, dim=0) - math.log(eps.shape[0])
     return bound, -log_px.mean(dim=0), kl_divergence(mu, logvar)
@@ -145,14 +198,39 @@ def log_likelihood(x: Tensor, logits: Tensor, likelihood: str) -> Tensor:
     bernoulli: -BCE computed from logits (stable for any logit; x may be binary or in [0, 1]).
     gaussian:  N(x; sigmoid(logits), variance 1/2), so -log p = sum (x - mean)^2 + D/2 log(pi):
                the book's MSE-sum loss plus a constant, which makes it a proper density.
+    discretized_logistic: `logits` holds location logits then log scales (`split_output`); each
+               8-bit level x = k/255 gets the logistic's probability mass over its bin of width 1/255,
+               the end bins open (Salimans et al. 2017, PixelCNN++, eq. 2, one component).
     """
+    if likelihood == "discretized_logistic":
+        loc_logits, log_scale = split_output(logits, x.shape[-1], likelihood)
+        assert log_scale is not None, "a discretized-logistic decoder gives 2 values per pixel"
+        return discretized_logistic(x, torch.sigmoid(loc_logits), log_scale).sum(dim=-1)
     if likelihood == "bernoulli":
         return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=-1)
     if likelihood == "gaussian":
         mean = torch.sigmoid(logits)
         sq = (x - mean).pow(2).sum(dim=-1)
         return -sq - 0.5 * x.shape[-1] * math.log(math.pi)
-    raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+
+
+def discretized_logistic(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
+    """Per-pixel log P(x) of levels x = k/255 under a logistic (location mean, scale exp(log_scale))
+    binned to width 1/255 (PixelCNN++, Salimans et al. 2017): log(F(x + h) - F(x - h)), F the
+    logistic CDF, h half a bin; log F(x + h) at level 0 and log(1 - F(x - h)) at level 255. The
+    difference is formed from whichever tail keeps it exact (log-space, as runtime/likelihood.py)."""
+    half = 0.5 / 255.0
+    inv = torch.exp(-log_scale)
+    centred = x - mean
+    upper, lower = inv * (centred + half), inv * (centred - half)
+    log_cdf_upper = upper - F.softplus(upper)
+    log_sf_lower = -F.softplus(lower)
+    tiny = -torch.finfo(upper.dtype).tiny
+    log_mid = log_cdf_upper + torch.log(-torch.expm1(torch.clamp(lower - F.softplus(lower) - log_cdf_upper, max=tiny)))
+    log_tail = log_sf_lower + torch.log(-torch.expm1(torch.clamp(-F.softplus(upper) - log_sf_lower, max=tiny)))
+    mid = torch.where(centred > 0, log_tail, log_mid)
+    return torch.where(x < half, log_cdf_upper, torch.where(x > 1.0 - half, log_sf_lower, mid))
 
 
 def compute_loss_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
@@ -168,5 +246,5 @@ def build_models(config: VAEConfig, seed: int | None = None) -> tuple[Encoder, D
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return Encoder(config), Decoder(config)
-    return Encoder(config), Decoder(config)
+            return make_encoder(config), make_decoder(config)  # type: ignore[return-value]
+    return make_encoder(config), make_decoder(config)  # type: ignore[return-value]
