@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # tests/test_variants.py checks the shipped variants byte for byte. The runtime itself takes >= 1.16.
 EXPORT_ORT  ?= 1.31.1
 
-.PHONY: venv train export ship test lint wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test clean \
+.PHONY: venv train export ship test lint docs wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test clean \
         web web-deps web-bench
 
 $(BIN)/.installed: pyproject.toml
@@ -32,7 +32,8 @@ train: venv
 	$(BIN)/python -m edgevae.train --data-dir "$(DATA_DIR)" --preset $(MODEL) --out $(CHECKPOINTS) $(TRAIN_ARGS)
 
 ## export: checkpoints -> validated ONNX graphs + manifest + samples.png (TRAIN=1 retrains first);
-## with DATA_DIR, the unusual-input score's statistics and codes come from 10,000 training digits (as shipped)
+## with DATA_DIR (as shipped), the unusual-input score's mixture is fitted to 50,000 of the 60,000 training digits
+## and its statistics are measured on the other 10,000 (docs/likelihood.md)
 export: venv $(if $(TRAIN),train)
 	$(BIN)/python -m edgevae.export --checkpoints $(CHECKPOINTS) --out $(ONNX_DIR) $(if $(DATA_DIR),--score-data "$(DATA_DIR)")
 
@@ -52,7 +53,11 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## wheel: dist/edgevae-VERSION-py3-none-any.whl, the file to copy to a device (README, "Install on a device")
+## docs: rewrite the generated tables of README.md and docs/*.md from the files that hold their figures
+docs: venv
+	$(BIN)/python docs/make_tables.py
+
+## wheel: dist/edgevae-VERSION-py3-none-any.whl, the file to copy to a device (README, "Set up by role")
 wheel: venv
 	rm -rf dist
 	$(BIN)/python -m pip wheel --no-deps -q -w dist .
@@ -70,7 +75,7 @@ ood: venv
 	@test -n "$(DATA_DIR)" || { echo "make ood needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(BIN)/python bench/ood.py --data-dir "$(DATA_DIR)"
 
-## quality: -log p(x) of default, large and book through their graphs (README, "Quality"); writes artifacts/quality.json
+## quality: -log p(x) of default, large and book through their graphs (docs/quality.md); writes artifacts/quality.json
 quality: venv
 	@test -n "$(DATA_DIR)" || { echo "make quality needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(MAKE) export MODEL=book
