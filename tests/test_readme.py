@@ -1,111 +1,246 @@
-"""The README quotes its figures from the files that hold them: these tests fail when one drifts."""
+"""README.md and docs/*.md quote their figures from the files that hold them: these tests fail when one drifts.
+
+Tables: docs/make_tables.py renders each one from its file (an artifact a command writes, a shipped
+manifest, the presets, the contract or the runtime's limits), and its check must pass. Prose: each
+figure is formatted here from its file and must appear, so written, on its page. The README's
+embed snippet is examples/embed.py, and docs/selftest.md's loop is run as it stands. Links and
+headings: tests/test_docs_links.py.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
+import math
+import os
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+import numpy as np
 import pytest
 
-from edgevae.runtime import contract
-from edgevae.runtime.likelihood import SCORES
+from edgevae.runtime import __version__, contract
+from edgevae.runtime.likelihood import PERCENTILES
 
 from conftest import need
 
 need("torch")
 
-from edgevae.train.config import PRESETS
+from edgevae.train.config import PRESETS, TrainConfig
 
 from conftest import REPO, SHIPPED_MODEL
 
-README = (REPO / "README.md").read_text()
-FLAT = " ".join(README.split())  # prose wraps anywhere
+ARTIFACTS = REPO / "artifacts"
+LARGE_MODEL = SHIPPED_MODEL.parent / "large"
 
 
-def table_rows(first_cell: str) -> list[list[str]]:
-    """The cells of every README table row whose first cell starts with `first_cell`."""
-    rows = []
-    for line in README.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0].startswith(first_cell):
-            rows.append(cells)
-    return rows
+def flat(page: str) -> str:
+    """A page's text with every run of white space made one space: prose wraps anywhere."""
+    return " ".join((REPO / page).read_text().split())
+
+
+def says(page: str, *phrases: str) -> None:
+    text = flat(page)
+    for phrase in phrases:
+        assert phrase in text, f"{page} lacks: {phrase}"
+
+
+def load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def artifact(name: str) -> Any:
+    return json.loads((ARTIFACTS / name).read_text())
+
+
+def manifest(model_dir: Path = SHIPPED_MODEL) -> Any:
+    return json.loads((model_dir / contract.MANIFEST_FILE).read_text())
+
+
+def source_constant(path: str, name: str) -> Any:
+    """A module-level constant of a test or bench file, read without importing it."""
+    for node in ast.parse((REPO / path).read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path} has no constant {name}")
+
+
+# -- tables ------------------------------------------------------------------------------------------
+
+
+def test_every_generated_table_is_its_file(capsys: pytest.CaptureFixture[str]) -> None:
+    tables = load(REPO / "docs" / "make_tables.py", "make_tables")
+    code = tables.main(["--check"])
+    assert code == 0, capsys.readouterr().out
+    used = {name for page in tables.pages() for name in tables.used_blocks(page.read_text())}
+    assert used == set(tables.SOURCES), "every table the script can write sits on a page"
+
+
+def test_a_changed_table_is_caught() -> None:
+    tables = load(REPO / "docs" / "make_tables.py", "make_tables")
+    page = (REPO / "docs" / "export.md").read_text()
+    forged = page.replace("| 27% |", "| 20% |")
+    assert forged != page and tables.render_page(forged, {}) == page
+
+
+# -- README ------------------------------------------------------------------------------------------
+
+
+def test_the_embed_snippet_is_examples_embed_py() -> None:
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"\n## Embed it \(no torch\)\n\n```python\n(.*?)```", readme, re.S)
+    assert found, "README.md has no python block under '## Embed it (no torch)'"
+    tree = ast.parse(source := (REPO / "examples" / "embed.py").read_text())
+    main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+    imports = [ast.get_source_segment(source, n) for n in tree.body if isinstance(n, ast.ImportFrom)]
+    lines = source.splitlines()
+    body = textwrap.dedent("\n".join(lines[main.body[0].lineno - 1 : main.end_lineno]))
+    assert found.group(1) == "\n".join(imports) + "\n\n" + body + "\n"
+
+
+def test_examples_embed_py_runs_without_torch(tmp_path: Path) -> None:
+    blocker = (
+        "import runpy, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'onnx', 'PIL'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"runpy.run_path({str(REPO / 'examples' / 'embed.py')!r}, run_name='__main__')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGEVAE_MODEL", "EDGEVAE_MODEL_DIR")}
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "(4, 28, 28)" in done.stdout
+
+
+def test_readme_figures() -> None:
+    int8 = manifest()["variants"]["int8"]
+    says(
+        "README.md",
+        f"`make wheel` writes `dist/edgevae-{__version__}-py3-none-any.whl`",
+        f"pip install 'edgevae-{__version__}-py3-none-any.whl[cpu]'",
+        f"# {int8['size_vs_fp32']:.0%} of the bytes, costs {-int8['log_likelihood_change']['nats']:.3f} nat",
+        f"`--variant {{{','.join(contract.VARIANTS)}}}`",
+        f"each in {['no', 'one', 'two', 'three', 'four', 'five', 'six'][len(contract.VARIANTS)]} builds",
+    )
+    requires = re.search(r'requires-python = ">=([0-9.]+)"', (REPO / "pyproject.toml").read_text())
+    assert requires and f"Python {requires.group(1)}+" in flat("README.md")
+    quality = artifact("quality.json")["models"]["default"]
+    says(
+        "README.md",
+        f"the importance-weighted bound with k = {quality['k']}",
+        f"on the {quality['subset'].replace('test images', 'binarized MNIST test images')}",
+        f"training's figure over all {quality['all_test_images']['images']:,}",
+    )
+
+
+# -- docs/runtime.md ---------------------------------------------------------------------------------
+
+
+def test_runtime_page_figures() -> None:
+    from edgevae.runtime.limits import SEED_LIMIT
+
+    fixture = np.load(REPO / "export" / "fixtures" / "mnist_test_256.npy")
+    says(
+        "docs/runtime.md",
+        f"{len(fixture)} MNIST test digits in `export/fixtures/mnist_test_256.npy` ({fixture.dtype}, {fixture.shape})",
+        f"Seeds are ints in [0, 2**{int(math.log2(SEED_LIMIT))})",
+        f"`dist/edgevae-{__version__}-py3-none-any.whl`",
+        "from 0 (onnxruntime's default) to 4 per core",
+    )
+
+
+def test_threads_are_bounded_as_the_runtime_page_says() -> None:
+    from edgevae.runtime import VAE
+
+    cores = os.cpu_count() or 1
+    assert VAE(threads=4 * cores, device="cpu").providers
+    with pytest.raises(ValueError, match="threads"):
+        VAE(threads=4 * cores + 1, device="cpu")
+
+
+# -- docs/training.md --------------------------------------------------------------------------------
 
 
 def test_released_model_figures_are_those_of_its_metrics_file() -> None:
-    metrics = json.loads((REPO / "artifacts" / "checkpoints" / "metrics.json").read_text())
+    metrics = json.loads((ARTIFACTS / "checkpoints" / "metrics.json").read_text())
     epochs, per_epoch = len(metrics["history"]), metrics["seconds_per_epoch"]
     minutes = sum(h["seconds"] for h in metrics["history"]) / 60
-    assert f"{epochs} epochs at {per_epoch:.2f} s each, {minutes:.1f} minutes of training" in FLAT
-    assert f"| test ELBO | **{metrics['test_elbo']:.2f}** |" in README
-    (row,) = table_rows("importance-weighted log p(x), k = ")
-    assert row[0].endswith(f"k = {metrics['iw_samples']} (Burda et al. 2015)")
-    assert row[1] == f"**{metrics['test_iw_log_likelihood']:.2f}**"
+    config = TrainConfig.from_dict(metrics["config"])
+    assert config.train_limit == 0 and config == PRESETS["default"] and metrics["processes"] == 1
+    says(
+        "docs/training.md",
+        f"trained on all 60,000 MNIST training images with the `default` preset (seed {config.seed})",
+        f"{epochs} epochs at {per_epoch:.2f} s each, {minutes:.1f} minutes of training",
+        f"On the {metrics['test_images']:,} test images",
+        f"(fixed seed {metrics['test_nll']['binarization_seed']}",
+    )
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_preset_table_is_the_presets(preset: str) -> None:
-    (row,) = table_rows(f"`{preset}`")
-    config = PRESETS[preset]
-    m = config.model
-    assert row[1].startswith(f"{m.layers} x {m.hidden} {m.block}, {m.latent} latents"), row[1]
-    assert row[2].startswith(m.likelihood)
-    objective = "IWAE, k = " + str(config.k) if config.objective == "iwae" else "ELBO"
-    assert row[3].startswith(objective), row[3]
-    assert ("warm-up " + str(config.warmup_epochs) + " epochs" in row[3]) == (config.warmup_epochs > 0)
-    lr = re.fullmatch(r"Adam ([0-9.e-]+), (constant|cosine decay to ([0-9.e-]+))", row[4])
-    assert lr, row[4]
-    assert float(lr.group(1)) == config.lr
-    assert (lr.group(2) == "constant") == (config.lr_schedule == "constant")
-    if config.lr_schedule == "cosine":
-        assert float(lr.group(3)) == config.lr_final
-    assert (int(row[5]), int(row[6])) == (config.batch_size, config.epochs)
+def test_torchrun_tolerances_are_the_tests() -> None:
+    rtol = source_constant("tests/test_distributed.py", "LOSS_RTOL")
+    atol = source_constant("tests/test_distributed.py", "WEIGHT_ATOL")
+    says(
+        "docs/training.md",
+        f"per-epoch losses within {rtol:.0e} relative, weights within {atol:.0e}".replace("e-0", "e-"),
+    )
 
 
-def test_variant_table_is_the_shipped_manifest() -> None:
-    manifest = json.loads((SHIPPED_MODEL / contract.MANIFEST_FILE).read_text())
-    for name, v in manifest["variants"].items():
-        (row,) = table_rows(f"`{name}`")
-        assert row[2] == f"{v['size']:,}" and row[3] == f"{v['size_vs_fp32']:.0%}", name
-        change = -v["log_likelihood_change"]["nats"] if name != contract.DEFAULT_VARIANT else 0
-        shown = float(row[4].lstrip("+")) if row[4] != "0" else 0.0
-        assert shown == pytest.approx(change, abs=6e-4 if abs(change) < 0.01 else 6e-3), name
+# -- docs/export.md ----------------------------------------------------------------------------------
 
 
-def test_ood_table_is_the_ood_file() -> None:
-    ood = json.loads((REPO / "artifacts" / "ood.json").read_text())
-    scores = list(SCORES)
-    for name, by_score in ood["auroc"].items():
-        (row,) = table_rows(name)
-        assert [float(c) for c in row[1:]] == [round(by_score[s], 4) for s in scores], name
-    (worst,) = table_rows("**worst**")
-    assert [float(c.strip("*")) for c in worst[1:]] == [
-        round(min(v[s] for v in ood["auroc"].values()), 4) for s in scores
-    ]
-    assert f"`score` costs {ood['score_ms_per_image']:.2f} ms per image at k={ood['k']}" in FLAT
+def sci(value: float) -> str:
+    """1.4e-5 as the pages write it."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
-def test_speed_section_is_the_bench_file() -> None:
-    bench = (REPO / "artifacts" / "bench.md").read_text()
-    for line in bench.splitlines():
-        if line.startswith("|") or line.startswith("Machine:"):
-            assert line in README, line
+def test_export_page_figures() -> None:
+    parity = {name: manifest(d)["parity"]["cpu"] for name, d in (("default", SHIPPED_MODEL), ("large", LARGE_MODEL))}
+    batches = parity["default"]["batch_sizes"]
+    says(
+        "docs/export.md",
+        f"use opset {contract.OPSET}, carry an IR version no newer than {contract.MAX_IR_VERSION}",
+        f"load in **onnxruntime {contract.MIN_ONNXRUNTIME} or newer**",
+        f"at batch {', '.join(str(b) for b in batches[:-1])} and {batches[-1]}",
+        f"above **{sci(contract.TOLERANCE['cpu']).replace('.0e', 'e')}** (CPU",
+        f"an extra {sci(contract.RELATIVE_TOLERANCE[contract.LOGITS]).replace('.0e', 'e')} relative allowance",
+        f"by at most {sci(max(parity['default']['max_abs_diff'].values()))}, the `large` model",
+        f"gated stack, by {sci(max(parity['large']['max_abs_diff'].values()))}.",
+    )
+    ev = contract.VARIANT_NLL_EVAL
+    recorded = manifest()["variants"]["int8"]["log_likelihood_change"]
+    assert (recorded["images"], recorded["k"], recorded["seed"]) == (ev["images"], ev["k"], ev["seed"])
+    says("docs/export.md", f"({ev['images']} real test digits binarized with numpy seed {ev['seed']}, k={ev['k']},")
+    large = manifest(LARGE_MODEL)["variants"]["int8"]
+    says(
+        "docs/export.md",
+        f"int8 build is {large['size_vs_fp32']:.0%} of its fp32 bytes and costs "
+        f"{-large['log_likelihood_change']['nats']:.3f} nat (its manifest)",
+    )
+    usability = manifest()["variants"]["b1"]["mobile_usability"]
+    for graph in usability.values():
+        for provider in graph.values():
+            assert provider["supported_nodes"] == provider["nodes"] and provider["partitions"] == 1
+    says("docs/export.md", "gives NNAPI and CoreML (MLProgram) every node of these graphs, in one partition each")
 
 
-def test_scale_tables_are_the_scale_file() -> None:
-    for line in (REPO / "artifacts" / "scale.md").read_text().splitlines():
-        if line.startswith("|"):
-            assert line in README, line
-
-
-@pytest.mark.parametrize("name", ["quality", "ablation"])
-def test_quality_and_ablation_tables_are_their_files(name: str) -> None:
-    doc = json.loads((REPO / "artifacts" / f"{name}.json").read_text())
-    assert doc["table"] in README, f"README's {name} table differs from artifacts/{name}.json: rerun make {name}"
+# -- docs/quality.md ---------------------------------------------------------------------------------
 
 
 def test_quality_figures_state_how_they_were_measured() -> None:
-    doc = json.loads((REPO / "artifacts" / "quality.json").read_text())
+    doc = artifact("quality.json")
     assert set(doc["models"]) == {"default", "large", "book"}
     for name, r in doc["models"].items():
         record = r.get("as_bernoulli", r)  # the figure the table compares
@@ -115,32 +250,239 @@ def test_quality_figures_state_how_they_were_measured() -> None:
         assert f"first {record['images']} test images" == record["subset"]
     assert (
         doc["models"]["default"]["config"]
-        == json.loads((REPO / "artifacts" / "checkpoints" / "metrics.json").read_text())["config"]
+        == json.loads((ARTIFACTS / "checkpoints" / "metrics.json").read_text())["config"]
+    )
+    says(
+        "docs/quality.md",
+        "the importance-weighted bound with k = 1000",
+        "on the first 1000 MNIST test images binarized once",
+        "torch generator seed 20140101",
     )
 
 
-def test_cuda_section_is_its_file_and_the_contract() -> None:
-    doc = json.loads((REPO / "artifacts" / "cuda_h200.json").read_text())
-    assert doc["table"].strip() in README and "not re-measured" in doc["source"]
-    for v in contract.VARIANTS.values():
-        assert f"| {v.name} | {', '.join(v.devices)} | {v.not_for} |".replace("|  |", "| |") in README, v.name
+def test_quality_prose_is_the_quality_file() -> None:
+    doc = artifact("quality.json")
+    easier = {m: doc["models"][m]["all_test_images"]["nll"] - doc["models"][m]["nll"] for m in ("default", "large")}
+    assert all(e > 0 for e in easier.values())
+    large = doc["models"]["large"]
+    vae, iwae = (
+        doc["paper"]["VAE (Burda et al. 2015, Table 1)"],
+        doc["paper"]["IWAE, k=50 (Burda et al. 2015, Table 1)"],
+    )
+    all_images = large["all_test_images"]["nll"]
+    int8 = manifest(LARGE_MODEL)["variants"]["int8"]
+    assert int8["size"] == large["int8_bytes"]
+    says(
+        "docs/quality.md",
+        f"by {easier['default']:.2f} nat for `default` and {easier['large']:.2f} nat for `large`",
+        f"`large` beats the IWAE paper's VAE ({vae}) by {vae - all_images:.2f} nats over all 10,000 images",
+        f"in {large['fp32_bytes'] / 1e6:.2f} MB of fp32 graphs; the stretch goal ({iwae}",
+        f"is {all_images - iwae:.2f} nat away",
+        f"Its int8 build is {large['int8_bytes'] / 1e6:.2f} MB and costs "
+        f"{-int8['log_likelihood_change']['nats']:.3f} nat",
+    )
+    ablation = artifact("ablation.json")
+    assert {r["test_nll"]["k"] for r in ablation["rows"].values()} == {1000}
+    assert {r["test_nll"]["images"] for r in ablation["rows"].values()} == {1000}
+    parity = source_constant("tests/test_likelihood.py", "PARITY_NATS")
+    says(
+        "docs/quality.md",
+        f"{ablation['epochs']}-epoch runs from seed 0",
+        f"within {parity:.0e} nats".replace("e-0", "e-"),
+    )
+
+
+# -- docs/likelihood.md ------------------------------------------------------------------------------
+
+
+def test_likelihood_page_figures() -> None:
+    parity = source_constant("tests/test_likelihood.py", "PARITY_NATS")
+    released = re.search(
+        r'test_iw_log_likelihood"\]\) <= ([0-9.]+)', (REPO / "tests" / "test_likelihood.py").read_text()
+    )
+    assert released
+    says(
+        "docs/likelihood.md",
+        f"within {parity:.0e} nats".replace("e-0", "e-"),
+        f"the runtime's estimate is within {float(released.group(1))} nat of the released figure",
+    )
+
+
+def test_score_figures_are_the_shipped_statistics() -> None:
+    from edgevae.export.calibrate import GMM_COMPONENTS, HELD_OUT_DIVISOR, load_normal_images
+
+    stats = json.loads((SHIPPED_MODEL / contract.SCORE_STATS_FILE).read_text())
+    total = int(re.search(r"held-out \d+ of (\d+)", stats["source"]).group(1))  # type: ignore[union-attr]
+    held = stats["images"]
+    assert held == total // HELD_OUT_DIVISOR and "per digit class" in stats["source"]
+    assert stats["density_components"] == GMM_COMPONENTS * 10
+    latent = manifest()["config"]["latent"]
+    density_kb = round((SHIPPED_MODEL / contract.SCORE_DENSITY_FILE).stat().st_size / 1000)
+    says(
+        "docs/likelihood.md",
+        f"its code (the encoder mean, {latent} numbers for the default model)",
+        f"(importance-weighted, k = {stats['k']})",
+        f"({GMM_COMPONENTS} full-covariance Gaussians per digit class, {stats['density_components']} in all, by EM)",
+        f"precision factors; {density_kb} kB for the default model",
+        f"of the {total:,} MNIST training digits, the mixture is fitted to {total - held:,}, with their labels, "
+        f"and every statistic is measured on the other {held:,}",
+        f"uses the {len(load_normal_images())} digits shipped with the exporter",
+        f"(the stored statistics are for k = {stats['k']})",
+        f"(`p{'`, `p'.join(PERCENTILES)}` are stored)",
+    )
+    large_latent = manifest(LARGE_MODEL)["config"]["latent"]
+    says("docs/likelihood.md", f"whose {large_latent}-number code makes a {large_latent + 2}-feature mixture")
+
+
+def test_auroc_prose_is_the_ood_file() -> None:
+    ood = artifact("ood.json")
+    letters = ood["auroc"]["letters (Pillow)"]
+    floors = source_constant("tests/test_score.py", "FLOORS")
+    assert set(floors) == set(ood["auroc"]) and len(set(floors.values())) == 1
+    says(
+        "docs/likelihood.md",
+        f"to a floor of {next(iter(floors.values()))} on every set",
+        f"`score` cost {ood['score_ms_per_image']:.2f} ms per image at k={ood['k']} "
+        f"(1 thread, CPU, batch {ood['normal']})",
+        f"separates them at {letters['typicality']:.4f} where the joint mixture reaches {letters['density']:.4f}",
+    )
+    large = artifact("ood_large.json")
+    assert Path(large["model"]).parts[-3:] == ("runtime", "models", "large")
+    assert (large["normal"], large["per_set"], large["k"]) == (ood["normal"], ood["per_set"], ood["k"])
+
+
+# -- docs/selftest.md --------------------------------------------------------------------------------
+
+
+def test_the_any_runtime_loop_passes_as_written(tmp_path: Path) -> None:
+    page = (REPO / "docs" / "selftest.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    script = tmp_path / "replay.py"
+    script.write_text(block)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=SHIPPED_MODEL)
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()
+    outputs = sum(len(g["outputs"]) for g in json.loads((SHIPPED_MODEL / "golden.json").read_text())["graphs"].values())
+    assert len(rows) == outputs and all(r.endswith(" pass") for r in rows), done.stdout
+
+
+# -- docs/speed.md -----------------------------------------------------------------------------------
+
+
+def span(values: list[float], fmt: str) -> str:
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
+
+
+def test_speed_prose_is_the_bench_file() -> None:
+    bench = artifact("bench.json")
+    targets: dict[str, list[float]] = {}
+    for t in bench["targets"]:
+        targets.setdefault(t["target"], []).append(t["value"])
+    gemm = [bench["gemm"][str(n)] for n in bench["threads"]]
+    gemm_target = "fp32 decoder batch 1024 >= 90% of the best same-shape GEMM rate"
+    int8_target = "int8 decoder batch 1024 >= 2.5x faster than torch fp32"
+    stats = bench["timing"]["stats"]["1"]
+
+    def slower(op: str) -> float:
+        return stats["torch-compile"][op]["median_s"] / stats["torch"][op]["median_s"]
+
+    throughput = {k: float(np.median(v)) for k, v in bench["timing"]["throughput"].items()}
+    cold = {k: v["process_wall_s"]["median"] for k, v in bench["cold_start"].items()}
+    rss = {k: v["peak_rss_mib"]["median"] for k, v in bench["cold_start"].items()}
+    pixels = manifest()["config"]["image_shape"][0] * manifest()["config"]["image_shape"][1]
+    says(
+        "docs/speed.md",
+        f"decodes {span(targets['decode(z) batch 1 >= 2.5x faster than torch eager'], '{:.2f}x')} faster",
+        f"samples {span(targets['sample(1, seed) >= 1.5x faster than torch eager'], '{:.2f}x')} faster",
+        f"within {span(targets['decode(z) batch 1 <= 1.2x a bare session.run'], '{:.2f}x')} of a bare",
+        f"{span(targets[int8_target], '{:.2f}x')} torch fp32 at batch 1024",
+        f"take only {span([100 * g['int8_decoder_gemm_share'] for g in gemm], '{:.0f}%')} of the int8 decoder's",
+        f"it would run {span([g['torch_over_int8_gemms'] for g in gemm], '{:.2f}x')} torch fp32",
+        f"reaches {span([100 * v for v in targets[gemm_target]], '{:.0f}%')} of the best GEMM rate",
+        f"{slower('decoder/1'):.2f}x slower at decoder batch 1, {slower('sample/1'):.2f}x at sample(1), "
+        f"{slower('decoder/1024'):.2f}x at decoder batch 1024",
+        f"images scale {throughput['decode(64 latents)/2'] / throughput['decode(64 latents)/1']:.2f}x from 1 to 2",
+        f"is {cold['runtime']:.3f} s of process wall time at {rss['runtime']:.0f} MiB peak",
+        f"torch's path takes {cold['torch']:.3f} s and {rss['torch']:.0f} MiB",
+        f"takes {cold['floor']:.3f} s, so what edgevae adds is about {cold['runtime'] - cold['floor']:.2f} s",
+        f"installs {bench['installed']['edgevae[cpu]_mib']:.0f} MiB",
+        f"against {bench['installed']['torch_mib']:.0f} MiB for torch",
+        f"into the {1024 * pixels * 4 / 1e6:.1f} MB output",
+        "1024 x 784 outputs",
+    )
+    assert sorted(targets) and bench["rounds"] == 5
+
+
+# -- docs/scale.md -----------------------------------------------------------------------------------
+
+
+def test_scale_prose_is_the_scale_file() -> None:
+    scale = artifact("scale.json")
+    ratio = {k: scale[f"{k}/ray"]["median"] / scale[f"{k}/single-1"]["median"] for k in ("score", "reconstruct")}
+    epochs = scale["epoch/2"]["median"] / scale["epoch/1"]["median"]
+    says(
+        "docs/scale.md",
+        f"--rounds {scale['epoch/1']['n']}",
+        f"scoring runs at {ratio['score']:.2f}x one process of 1 thread",
+        f"transfers ({ratio['reconstruct']:.2f}x)",
+        f"take {epochs:.2f}x as long per epoch as one",
+    )
+
+
+# -- docs/own-images.md ------------------------------------------------------------------------------
+
+
+def test_own_images_page_figures() -> None:
+    from edgevae.train.imagedata import SAMPLE_IMAGES
+    from edgevae.train.model import build_models
+
+    conv = PRESETS["conv32"].model
+    encoder, decoder = build_models(conv, seed=0)
+    params = sum(p.numel() for m in (encoder, decoder) for p in m.parameters())
+    fp16 = contract.VARIANTS["fp16"]
+    budget = dict(fp16.other_budget)
+    assert fp16.bpd_budget == contract.VARIANTS["int8"].bpd_budget
+    own = artifact("own_images.json")
+    h, w = conv.image_shape
+    says(
+        "docs/own-images.md",
+        f"has {params / 1e6:.2f}M parameters",
+        f"(up to {SAMPLE_IMAGES} training images)",
+        f"`--test-fraction` (default {TrainConfig().test_fraction})",
+        f"in bits per dimension ({fp16.bpd_budget} for fp16 and int8); fp16's outputs may differ from fp32's by "
+        f"{budget[contract.MU]}, pixel means by {budget[contract.MEAN]}",
+        f"-log2 p(x) / {h * w * conv.channels} with the importance-weighted estimate (k = {own['k']})",
+        f"a {params / 1e6:.2f}M-parameter VAE with one layer of {conv.latent} latents",
+    )
+    assert "the right 128 columns" in own["data"]
+    says("docs/own-images.md", "The right 128 columns of each photo are held out")
+
+
+# -- docs/cuda.md and docs/reliability.md --------------------------------------------------------------
+
+
+def test_cuda_page_keeps_the_provenance_of_its_figures() -> None:
+    doc = artifact("cuda_h200.json")
+    assert "not re-measured" in doc["source"]
+    says(
+        "docs/cuda.md",
+        f"crashed onnxruntime-gpu {doc['versions']['onnxruntime-gpu'].split()[0]} on an H200",
+        "they were not re-measured since",
+    )
+    assert doc["machine"] == "one NVIDIA H200"
 
 
 def test_reliability_bounds_are_the_code_s() -> None:
-    from edgevae.runtime import VAE
-    from edgevae.runtime.images import GRID_BYTES_PER_PIXEL, MAX_IMAGE_PIXELS
-    from edgevae.runtime.limits import DEFAULT_MEMORY_BUDGET, MAX_MANIFEST_BYTES, MAX_SIDE_FILE_BYTES
+    from edgevae.runtime.images import MAX_IMAGE_PIXELS
+    from edgevae.runtime.limits import DEFAULT_MEMORY_BUDGET, MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, MAX_SIDE_FILE_BYTES
+    from edgevae.runtime.vae import Z_LIMIT
 
-    vae = VAE(model="default", memory_budget=DEFAULT_MEMORY_BUDGET)
-    budget, row = vae.memory_budget, 16 * (vae.pixels + vae.latent)
-    assert budget == 2 * 2**30 and "one budget, 2 GiB by default" in FLAT
-    assert f"= {vae.image_bytes:,} per image | {budget // vae.image_bytes:,} images |" in README
-    png, npy = vae.image_bytes + GRID_BYTES_PER_PIXEL * vae.pixels, vae.image_bytes + 8 * vae.pixels
-    assert f"| {budget // png:,} (PNG), {budget // npy:,} (`.npy`) |" in README
-    assert f"= {8 * vae.latent + 16} per sample | {budget // (8 * vae.latent + 16):,} samples |" in README
-    assert f"= {row:,} per row | {budget // row:,} rows |" in README and vae.chunk_size == 2048
-    assert f"at most {MAX_IMAGE_PIXELS:,} pixels" in FLAT
-    assert (
-        f"at most {MAX_MANIFEST_BYTES // 2**20} MiB, a file beside the graphs {MAX_SIDE_FILE_BYTES // 2**20} MiB"
-        in FLAT
+    side = math.isqrt(MAX_IMAGE_PIXELS)
+    says(
+        "docs/reliability.md",
+        f"one budget, {DEFAULT_MEMORY_BUDGET // 2**30} GiB by default",
+        f"at most {MAX_IMAGE_PIXELS:,} pixels ({side} x {side}",
+        f"a manifest is at most {MAX_MANIFEST_BYTES // 2**20} MiB, a file beside the graphs "
+        f"{MAX_SIDE_FILE_BYTES // 2**20} MiB, a graph {MAX_GRAPH_BYTES // 2**30} GiB",
+        f"latents beyond +-10^{round(math.log10(Z_LIMIT))} (10^{round(math.log10(Z_LIMIT))} prior standard deviations)",
     )

@@ -54,8 +54,9 @@ def test_the_table_lists_every_tensor_with_its_dtype_and_shape() -> None:
                 assert f"| {graph} | `{t.name}` | {kind} | {t.dtype} | [{', '.join(t.shape)}] |" in doc
 
 
-def test_the_readme_links_the_mobile_page() -> None:
+def test_the_readme_and_the_web_page_link_the_mobile_page() -> None:
     assert "(docs/mobile.md)" in (REPO / "README.md").read_text()
+    assert "(mobile.md)" in (REPO / "docs" / "web.md").read_text()
 
 
 def test_a_stale_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:

@@ -1,5 +1,6 @@
 """The device route of the README, as a newcomer takes it: build the wheel, install it with [cpu] into
-an empty venv, and run every command of the README's "Embed it" and "Command line" sections there."""
+an empty venv, and run there examples/embed.py (the README's "Embed it" block, which tests/test_readme.py
+keeps equal to it) and every command of the README's "Command line" section."""
 
 from __future__ import annotations
 
@@ -66,9 +67,11 @@ def test_the_wheel_is_the_runtime_without_torch(device_venv: Path, tmp_path: Pat
 def test_every_readme_runtime_command_works_in_the_clean_venv(device_venv: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{device_venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     env.pop("EDGEVAE_MODEL_DIR", None)  # the packaged model, as on a device
-    (tmp_path / "embed.py").write_text(readme_block("Embed it (no torch)", "python"))
+    # examples/embed.py is the README's "Embed it (no torch)" block (tests/test_readme.py checks it line for line)
+    shutil.copy(REPO / "examples" / "embed.py", tmp_path / "embed.py")
     embedded = run([str(device_venv / "bin" / "python"), "embed.py"], tmp_path, env)
     assert embedded.returncode == 0, embedded.stderr
+    assert "(4, 28, 28)" in embedded.stdout
     commands = [line for line in readme_block("Command line", "sh").splitlines() if line.strip()]
     assert len(commands) >= 8
     for line in commands:
