@@ -147,7 +147,7 @@ def measure(work: Path, train: np.ndarray, held: np.ndarray) -> dict[str, Any]:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    """The README's tables for these figures (tests/test_own_images_readme.py keeps them equal)."""
+    """The tables of docs/own-images.md for these figures (tests/test_own_images_readme.py keeps them equal)."""
     v, lossless = r["variants"], r["lossless_bits_per_dim"]
     stopped = "" if r["training_complete"] else f" of the {r['epochs_planned']} planned (stopped early)"
     lines = [

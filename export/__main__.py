@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="an MNIST folder: fit the density score's mixture to all 60,000 training digits, per digit class, "
         "and measure the score statistics on a held-out sixth; more digits catch more near-digit inputs "
-        "(README, 'Likelihood and unusual inputs') (default: the 2000 shipped digits, unlabelled)",
+        "(docs/likelihood.md) (default: the 2000 shipped digits, unlabelled)",
     )
     p.add_argument("--no-samples", action="store_true", help="skip samples.png")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")

@@ -24,11 +24,11 @@ from edgevae.runtime.likelihood import (
 from edgevae.runtime.model import ModelFiles
 from edgevae.runtime.vae import VAE
 
-SCORE_K = 16  # importance samples per image for scoring (README: cost per image, AUROC against k)
+SCORE_K = 16  # importance samples per image for scoring (docs/likelihood.md: cost per image, AUROC against k)
 SCORE_SEED = 0
 FIXTURE = "mnist_train_2000.npz"
 HELD_OUT_DIVISOR = 6  # one sixth of the normal images is held out for the statistics (10,000 of 60,000)
-GMM_COMPONENTS = 12  # Gaussians per digit class in the score density (README, 'Likelihood and unusual inputs')
+GMM_COMPONENTS = 12  # Gaussians per digit class in the score density (docs/likelihood.md)
 GMM_IMAGES_PER_COMPONENT = 200  # a group with fewer images per Gaussian gets fewer Gaussians
 GMM_ITERATIONS = 50
 GMM_REG = 1e-3  # added to each covariance's diagonal; normal features spread 0.2 to 1 per axis

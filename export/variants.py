@@ -7,7 +7,7 @@ figure is over the contract's budget. Nothing here writes into the model folder.
 
 int8: dynamic quantization (weights int8 per channel, MatMulInteger) was kept over static QDQ
 calibrated on training digits: on the released model QDQ cost 0.35 nat against 0.08 and ran the
-batch-1024 decoder 3x slower on this CPU (README, "Variants"). Convolutional graphs: onnxruntime has
+batch-1024 decoder 3x slower on this CPU (docs/export.md, "Variants"). Convolutional graphs: onnxruntime has
 no CPU kernel for ConvInteger with uint8 activations, so quantize_dynamic would break them; their
 convolutions keep float arithmetic with int8 weights per output channel (DequantizeLinear in front,
 weight-only), and their Gemms (the dense layers) are quantized dynamically as in the MLPs.

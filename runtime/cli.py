@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--score",
         choices=sorted(SCORES),
         default=DEFAULT_SCORE,
-        help=f"which score (default: {DEFAULT_SCORE}); see the README's table",
+        help=f"which score (default: {DEFAULT_SCORE}); see docs/likelihood.md",
     )
     c.add_argument("--seed", type=seed_value, default=0, help="seed of the importance-sampling noise (default: 0)")
     c.add_argument(

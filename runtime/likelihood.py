@@ -203,7 +203,7 @@ def density_features(mu: np.ndarray, nll: np.ndarray, complexity: np.ndarray) ->
 
 
 # -- unusual-input scores ------------------------------------------------------------------------
-# Higher = more unusual. Chosen by measurement (bench/ood.py; table in the README): raw -log p(x)
+# Higher = more unusual. Chosen by measurement (bench/ood.py; table in docs/likelihood.md): raw -log p(x)
 # calls blank images *more* typical than digits (Nalisnick et al. 2019); subtracting the complexity
 # (Serra et al. 2020) fixes blanks but misses letters; "typicality" asks whether the pair
 # (log -log p(x), log L(x)) is typical of normal images (the Mahalanobis distance from that pair's

@@ -5,7 +5,7 @@
 `make export` writes golden.bin (fixed inputs and the PyTorch outputs for them, little-endian
 float32) and golden.json (its index, and the tolerance each output must meet) beside the graphs;
 the manifest covers both. This module needs only numpy and onnxruntime. The files are raw float32
-and JSON, so a runtime in any language can run the same check (README: "Self-test on the device";
+and JSON, so a runtime in any language can run the same check (docs/selftest.md;
 web/golden.js does it in JavaScript). A folder from an older export carries golden.npz instead
 (golden.json then names it under "arrays" and has no index); it is still read.
 """

@@ -75,7 +75,7 @@ class VAE:
     ("disable", "basic", "extended", "all"); session_options: a base ort.SessionOptions.
     threads=None (default) on the CPU: batches under WIDE_ROWS rows run on single-thread sessions
     (no thread-pool wake-up: fastest for these small graphs, and many request threads scale), larger
-    ones on sessions using every core with spinning off, made on first need (README, "Speed").
+    ones on sessions using every core with spinning off, made on first need (docs/speed.md).
     chunk_size: rows per `run` call for large batches (default 2048, fewer when the budget is small).
     memory_budget: bytes (or "8G") that bound every amount of work held in memory (n, steps, k,
     chunk_size); default $EDGEVAE_MEMORY_BUDGET, else 2 GiB (`limits`). Refused before allocating.

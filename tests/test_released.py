@@ -23,7 +23,7 @@ RELEASES = {
     "large": RELEASED_CHECKPOINTS.parent / "checkpoints-large",
     "book": RELEASED_CHECKPOINTS.parent / "checkpoints-book",
 }
-NLL_TARGETS = {"default": 95.0, "large": 90.0}  # guards, well above the measured figures (README, "Quality")
+NLL_TARGETS = {"default": 95.0, "large": 90.0}  # guards, well above the measured figures (docs/quality.md)
 
 
 @pytest.mark.parametrize("name", sorted(RELEASES))

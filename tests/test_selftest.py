@@ -211,7 +211,7 @@ def test_info_shows_the_selftest_per_provider(capsys: pytest.CaptureFixture[str]
 
 
 def test_golden_vectors_replay_with_bare_onnxruntime() -> None:
-    """The README's recipe for any runtime: plain numpy + onnxruntime, no edgevae code."""
+    """docs/selftest.md's recipe for any runtime: plain numpy + onnxruntime, no edgevae code."""
     spec = json.loads((SHIPPED_MODEL / "golden.json").read_text())
     data = (SHIPPED_MODEL / spec["data"]).read_bytes()
 

@@ -112,7 +112,7 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the model is trained. Defaults are the project's tuned setting (see README)."""
+    """How the model is trained. Defaults are the project's tuned setting (see docs/training.md)."""
 
     model: VAEConfig = field(default_factory=VAEConfig)
     lr: float = setting(1e-3, "Adam learning rate (the first epoch's, with the cosine schedule)")
@@ -194,7 +194,7 @@ class TrainConfig:
 # Named presets. "book" is the textbook recipe exactly: Adam 3e-4, batch 32, 30 epochs, MSE sum.
 # "default" keeps the textbook's size (784-200-20) and trains it as an IWAE (k=5, Burda et al. 2015);
 # "large" is the gated MLP of Tomczak & Welling 2018 (2 x 300 units, 40 latents) with KL warm-up,
-# sized for under 5 MB of fp32 graphs and about an hour on a 2-core CPU. README, "Quality".
+# sized for under 5 MB of fp32 graphs and about an hour on a 2-core CPU. docs/quality.md.
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(objective="iwae", k=5, epochs=250),
     "large": TrainConfig(
@@ -214,7 +214,7 @@ PRESETS: dict[str, TrainConfig] = {
     # latents, 0.41M parameters) with the discretized logistic, the likelihood for 8-bit pixels, so its
     # figures are bits per dimension as in the literature; bernoulli would treat each level as a coin's
     # probability and gaussian would give a density, not a probability. Sized for about a minute per
-    # epoch of 12,000 patches on 2 CPU cores (README, "Your own images").
+    # epoch of 12,000 patches on 2 CPU cores (docs/own-images.md).
     "conv32": TrainConfig(
         model=VAEConfig(
             image_shape=(32, 32),
