@@ -188,6 +188,13 @@ def test_released_model_figures_are_those_of_its_metrics_file() -> None:
     )
 
 
+def test_the_default_preset_is_the_textbook_size() -> None:
+    m = PRESETS["default"].model
+    pixels = m.image_shape[0] * m.image_shape[1]
+    assert m.layers == 1 and m.block == "plain"
+    says("docs/training.md", f"keeps the textbook's size ({pixels}-{m.hidden}-{m.latent})")
+
+
 def test_torchrun_tolerances_are_the_tests() -> None:
     rtol = source_constant("tests/test_distributed.py", "LOSS_RTOL")
     atol = source_constant("tests/test_distributed.py", "WEIGHT_ATOL")
@@ -354,6 +361,24 @@ def test_auroc_prose_is_the_ood_file() -> None:
 # -- docs/selftest.md --------------------------------------------------------------------------------
 
 
+def test_the_golden_inputs_are_what_the_page_says() -> None:
+    spec = json.loads((SHIPPED_MODEL / contract.GOLDEN_SPEC_FILE).read_text())
+    data = (SHIPPED_MODEL / spec["data"]).read_bytes()
+
+    def array(name: str) -> np.ndarray:
+        t = spec["tensors"][name]
+        return np.frombuffer(data, "<f4", t["bytes"] // 4, t["offset"]).reshape(t["shape"])
+
+    x, z = array("encoder.x"), array("decoder.z")
+    assert len(x) == len(z) == 8 and not x[6].any() and 0 < x[7].min() and x[7].max() < 1  # 6 digits, blank, noise
+    assert (z[6] == 4).all() and (z[7] == -4).all()
+    says(
+        "docs/selftest.md",
+        "six real digits, a blank and a noise image for the encoder; six draws of N(0, I) and two far-out "
+        "latents, |z| = 4, for the decoder",
+    )
+
+
 def test_the_any_runtime_loop_passes_as_written(tmp_path: Path) -> None:
     page = (REPO / "docs" / "selftest.md").read_text()
     (block,) = re.findall(r"```python\n(.*?)```", page, re.S)
@@ -411,9 +436,18 @@ def test_speed_prose_is_the_bench_file() -> None:
         "1024 x 784 outputs",
     )
     assert sorted(targets) and bench["rounds"] == 5
+    from edgevae.runtime.vae import WIDE_ROWS
+
+    says("docs/speed.md", f"runs batches under {WIDE_ROWS} rows on single-thread sessions")
 
 
 # -- docs/scale.md -----------------------------------------------------------------------------------
+
+
+def test_the_ray_test_is_what_the_scale_page_says() -> None:
+    source = (REPO / "tests" / "test_raydata.py").read_text()
+    assert "== 20_000" in source and "actors=2" in source
+    says("docs/scale.md", "(`tests/test_raydata.py`: 20,000 digits scored and reconstructed by 2 actors)")
 
 
 def test_scale_prose_is_the_scale_file() -> None:
@@ -454,8 +488,22 @@ def test_own_images_page_figures() -> None:
         f"-log2 p(x) / {h * w * conv.channels} with the importance-weighted estimate (k = {own['k']})",
         f"a {params / 1e6:.2f}M-parameter VAE with one layer of {conv.latent} latents",
     )
-    assert "the right 128 columns" in own["data"]
-    says("docs/own-images.md", "The right 128 columns of each photo are held out")
+    assert "the right 128 columns" in own["data"] and "(stride 8, mirrored)" in own["data"]
+    says(
+        "docs/own-images.md", "The right 128 columns of each photo are held out", "(stride 8, and their mirror images)"
+    )
+    from edgevae.train.conv import stage_channels
+
+    channels = "-".join(str(c) for c in stage_channels(conv))
+    says("docs/own-images.md", f"({h}x{w} RGB, {channels} channels, {conv.latent} latents)")
+    cost = {n: -own["variants"][n]["cost_vs_fp32_bits_per_dim"] for n in ("int8", "fp16")}
+    header = (ARTIFACTS / "own_images.md").read_text()
+    measured_on = re.search(r"cost vs fp32 on (\d+) training patches", header)
+    assert measured_on
+    says(
+        "docs/own-images.md",
+        f"{cost['int8']:.3f} and {cost['fp16']:.3f} on the {measured_on.group(1)} training patches",
+    )
 
 
 # -- docs/cuda.md and docs/reliability.md --------------------------------------------------------------
