@@ -74,18 +74,19 @@ def encode(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
 
 
 def decode(raw: bytes, path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(metadata, tensors) of safetensors bytes; never unpickles: a pickle or torch zip is refused unread."""
-    if raw.startswith(PICKLE_MAGIC):
-        raise CheckpointError(
-            f"refused checkpoint {path}: it is a pickle or torch .pt file, not safetensors; edgevae reads no "
-            "pickle, so nothing in it was run (a format-1 edgevae checkpoint keeps its .pt name: "
-            "python -m edgevae.train.convert converts it)"
-        )
+    """(metadata, tensors) of safetensors bytes. Only safetensors is parsed, never a pickle: bytes that
+    are not safetensors but start like a pickle or a torch zip are refused as such."""
     try:
         tensors = safetensors.torch.load(raw)
         size = int.from_bytes(raw[:8], "little")  # the header safetensors just checked: length, then JSON
         meta = json.loads(json.loads(raw[8 : 8 + size])["__metadata__"][META_KEY])
     except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+        if raw.startswith(PICKLE_MAGIC):
+            raise CheckpointError(
+                f"refused checkpoint {path}: it is a pickle or torch .pt file, not safetensors; edgevae reads no "
+                "pickle, so nothing in it was run (a format-1 edgevae checkpoint keeps its .pt name: "
+                "python -m edgevae.train.convert converts it)"
+            ) from None
         raise CheckpointError(
             f"corrupt checkpoint {path}: not an edgevae safetensors file ({type(exc).__name__}: {str(exc)[:160]})"
         ) from exc

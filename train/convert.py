@@ -84,7 +84,9 @@ def without_format(payload: dict[str, Any]) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m edgevae.train.convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m edgevae.train.convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     p.add_argument("folder", help="a folder holding encoder.pt and decoder.pt (and train_state.pt)")

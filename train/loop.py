@@ -1,9 +1,9 @@
 """The training loop: seeded, resumable, with progress, metrics and pictures.
 
-`run_training(config, data_dir, out_dir)` trains, writes encoder.safetensors, decoder.safetensors
-and the resume state train_state.safetensors after every epoch (one commit: checkpoint.py), metrics.json,
-and at the end a loss-curve PNG and a grid of samples. Rerunning with `resume=True` continues from the last finished epoch
-and reaches the same result as an uninterrupted run, because each epoch's randomness (shuffle,
+`run_training(config, data_dir, out_dir)` trains, writes encoder.safetensors, decoder.safetensors and
+the resume state train_state.safetensors after every epoch (one commit: checkpoint.py), metrics.json,
+and at the end a loss-curve PNG and a grid of samples. Rerunning with `resume=True` continues from the
+last finished epoch and reaches the same result as an uninterrupted run, because each epoch's randomness (shuffle,
 binarization, noise) comes from a generator seeded by (seed, epoch) alone.
 """
 
