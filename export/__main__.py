@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoints",
         default="artifacts/checkpoints",
-        help="folder with encoder.pt and decoder.pt (default: artifacts/checkpoints)",
+        help="folder with encoder.safetensors, decoder.safetensors and checkpoint.sha256 (a folder of format-1 "
+        ".pt checkpoints is read too, for this release) (default: artifacts/checkpoints)",
     )
     p.add_argument("--out", default="artifacts/onnx", help="output folder (default: artifacts/onnx)")
     p.add_argument("--opset", type=int, default=contract.OPSET, help=f"ONNX opset (default: {contract.OPSET})")
@@ -74,7 +75,7 @@ def resolve_validation_devices(device: str) -> list[str]:
 
 def export(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    require_torch("export", ("torch", "onnx"))
+    require_torch("export", ("torch", "onnx", "safetensors"))
     from .convert import export_model
 
     out = Path(args.out)

@@ -159,8 +159,9 @@ def check_graph(
 def build_graphs(
     checkpoints: str | os.PathLike[str] | checkpoint.CheckpointPair, opset: int = contract.OPSET
 ) -> tuple[VAEConfig, dict[str, bytes]]:
-    """Trace a loaded pair (or FOLDER/{encoder,decoder}.pt) into serialized, checked ONNX models;
-    each graph records the sha256 of the checkpoint bytes its weights came from. Nothing is written."""
+    """Trace a loaded pair (or a checkpoint folder) into serialized, checked ONNX models; each graph
+    records the sha256 of the checkpoint file its weights came from (its line in checkpoint.sha256).
+    Nothing is written."""
     pair = (
         checkpoints if isinstance(checkpoints, checkpoint.CheckpointPair) else checkpoint.load_checkpoints(checkpoints)
     )

@@ -32,6 +32,7 @@ if OPTIMIZATION:
 
     ort.SessionOptions = _options_at_level
 RELEASED_CHECKPOINTS = REPO / "artifacts" / "checkpoints"
+LEGACY_CHECKPOINTS = REPO / "tests" / "fixtures" / "legacy_pt"  # format 1 (.pt), written by edgevae 0.1 code
 SHIPPED_MODEL = REPO / "runtime" / "models" / "default"
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 NO_CUDA_REASON = (

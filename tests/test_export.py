@@ -89,8 +89,10 @@ def test_metadata(released_model: Path) -> None:
             "latent": 20,
             "likelihood": "bernoulli",
         }
-        source = RELEASED_CHECKPOINTS / f"{graph}.pt"
+        source = RELEASED_CHECKPOINTS / f"{graph}.safetensors"  # the file's sha256: its line in the record
         assert meta[contract.META_CHECKPOINT_SHA256] == hashlib.sha256(source.read_bytes()).hexdigest()
+        record = (RELEASED_CHECKPOINTS / checkpoint.RECORD_FILE).read_text()
+        assert f"{meta[contract.META_CHECKPOINT_SHA256]}  {source.name}\n" in record
         versions = json.loads(meta[contract.META_VERSIONS])
         assert versions["torch"] == torch.__version__ and versions["onnx"] == onnx.__version__
         assert meta[contract.META_OPSET] == str(contract.OPSET)
@@ -240,13 +242,15 @@ def test_cli_exports_and_says_where(tmp_path: Path) -> None:
 def test_cli_bad_checkpoint_writes_nothing(tmp_path: Path, damage: str) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    (ckpt / "encoder.pt").write_bytes((RELEASED_CHECKPOINTS / "encoder.pt").read_bytes())
+    for name in (checkpoint.ENCODER_FILE, checkpoint.RECORD_FILE):
+        (ckpt / name).write_bytes((RELEASED_CHECKPOINTS / name).read_bytes())
     if damage == "corrupt":
-        (ckpt / "decoder.pt").write_bytes((RELEASED_CHECKPOINTS / "decoder.pt").read_bytes()[:5000])
+        decoder = (RELEASED_CHECKPOINTS / checkpoint.DECODER_FILE).read_bytes()
+        (ckpt / checkpoint.DECODER_FILE).write_bytes(decoder[:5000])
     result = export_cli("--checkpoints", str(ckpt), "--out", str(tmp_path / "out"), "--device", "cpu")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     expected = "corrupt checkpoint" if damage == "corrupt" else "not found"
-    assert "error: " in result.stderr and expected in result.stderr and "decoder.pt" in result.stderr
+    assert "error: " in result.stderr and expected in result.stderr and checkpoint.DECODER_FILE in result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -265,8 +269,9 @@ def test_cuda_validation_refused_without_cuda(tmp_path: Path) -> None:
 def test_export_reads_each_checkpoint_once_and_records_the_bytes_it_traced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A kill between save_pair's renames leaves decoder.pt one epoch behind and the new decoder
-    pending: export must trace the pending half and record *its* sha256, reading each file once."""
+    """A kill after a commit's record but before its decoder's rename leaves decoder.safetensors one
+    epoch behind and the new decoder pending: export must trace the pending file and record *its*
+    sha256 (its line in the record), reading each file once."""
     from edgevae.export.convert import export_model
     from edgevae.train.config import TrainConfig
     from edgevae.train.model import build_models
@@ -275,21 +280,29 @@ def test_export_reads_each_checkpoint_once_and_records_the_bytes_it_traced(
     config = TrainConfig()
     old_enc, old_dec = build_models(config.model, seed=1)
     new_enc, new_dec = build_models(config.model, seed=2)
-    checkpoint.save_module(ckpt / checkpoint.ENCODER_FILE, "encoder", new_enc, config, 2, "run")
-    checkpoint.save_module(ckpt / checkpoint.DECODER_FILE, "decoder", old_dec, config, 1, "run")
+    checkpoint.save_pair(ckpt, old_enc, old_dec, config, 1, "run")
+    old_decoder = (ckpt / checkpoint.DECODER_FILE).read_bytes()
+    checkpoint.save_pair(ckpt, new_enc, new_dec, config, 2, "run")
     pending = checkpoint.pending_path(ckpt / checkpoint.DECODER_FILE)
-    checkpoint.save_module(pending, "decoder", new_dec, config, 2, "run")
+    (ckpt / checkpoint.DECODER_FILE).rename(pending)  # as if the kill came before this rename
+    (ckpt / checkpoint.DECODER_FILE).write_bytes(old_decoder)
     reads: list[str] = []
-    real_read = checkpoint.read_checkpoint
-    monkeypatch.setattr(checkpoint, "read_checkpoint", lambda p: (reads.append(Path(p).name), real_read(p))[1])
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: (reads.append(p.name), real_read(p))[1])
 
     export_model(ckpt, tmp_path / "out")
 
-    assert sorted(reads) == sorted(["encoder.pt", "decoder.pt", pending.name])
+    monkeypatch.setattr(Path, "read_bytes", real_read)
+    read = sorted(n for n in reads if "safetensors" in n)
+    assert read == sorted([checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, pending.name])
     manifest = json.loads((tmp_path / "out" / contract.MANIFEST_FILE).read_text())
     want = {
-        "encoder": hashlib.sha256((ckpt / "encoder.pt").read_bytes()).hexdigest(),
+        "encoder": hashlib.sha256((ckpt / checkpoint.ENCODER_FILE).read_bytes()).hexdigest(),
         "decoder": hashlib.sha256(pending.read_bytes()).hexdigest(),
+    }
+    assert checkpoint.read_record(ckpt) == {
+        checkpoint.ENCODER_FILE: want["encoder"],
+        checkpoint.DECODER_FILE: want["decoder"],
     }
     for graph, spec in contract.GRAPHS.items():
         assert manifest["files"][spec.file]["source_checkpoint_sha256"] == want[graph]

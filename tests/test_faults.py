@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,25 +34,18 @@ from conftest import RELEASED_CHECKPOINTS, SHIPPED_MODEL
 def copy_checkpoints(tmp_path: Path) -> Path:
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE):
+    for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.RECORD_FILE):
         shutil.copy(RELEASED_CHECKPOINTS / name, folder / name)
     return folder
 
 
 def tensor_offsets(path: Path) -> list[int]:
-    """Byte offsets inside the zip members that hold tensor data."""
+    """Byte offsets inside each tensor's data (first, middle, last byte), from the safetensors header."""
     raw = path.read_bytes()
-    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-        infos = [i for i in zf.infolist() if "/data/" in i.filename and i.file_size > 1000]
-    offsets = []
-    for info in infos:
-        name_len, extra_len = (
-            int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little"),
-            int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little"),
-        )
-        start = info.header_offset + 30 + name_len + extra_len
-        offsets += [start + info.file_size // 2, start + 1, start + info.file_size - 2]
-    return offsets
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    spans = [v["data_offsets"] for k, v in header.items() if k != "__metadata__"]
+    return [8 + size + o for begin, end in spans if end - begin > 1000 for o in (begin, (begin + end) // 2, end - 1)]
 
 
 def test_1_a_flipped_byte_in_a_checkpoint_is_refused_and_export_writes_nothing(tmp_path: Path) -> None:
@@ -66,7 +58,7 @@ def test_1_a_flipped_byte_in_a_checkpoint_is_refused_and_export_writes_nothing(t
         blob = bytearray(pristine)
         blob[offset] ^= 0x01
         target.write_bytes(bytes(blob))
-        with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*decoder.pt: member .* fails its CRC-32"):
+        with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*decoder.safetensors: its sha256 is not"):
             checkpoint.load_pair(folder)
     out = tmp_path / "out"
     result = subprocess.run(
@@ -75,7 +67,7 @@ def test_1_a_flipped_byte_in_a_checkpoint_is_refused_and_export_writes_nothing(t
         text=True,
         timeout=300,
     )
-    assert result.returncode == 2 and "CRC-32" in result.stderr and not out.exists()
+    assert result.returncode == 2 and "its sha256 is not" in result.stderr and not out.exists()
 
 
 def test_2_threads_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +97,9 @@ def test_4_an_interrupted_pair_is_not_one_unit(tmp_path: Path) -> None:
     encoder, _ = checkpoint.load_pair(folder)
     config = TrainConfig()
     checkpoint.save_module(folder / checkpoint.ENCODER_FILE, "encoder", encoder, config, epoch=201, run="abc")
-    with pytest.raises(CheckpointError, match=r"encoder.pt \(run abc, epoch 201\) and decoder.pt .* are not one pair"):
+    with pytest.raises(
+        CheckpointError, match=r"encoder.safetensors \(run abc, epoch 201\) and decoder.safetensors .* are not one pair"
+    ):
         checkpoint.load_pair(folder)
 
 
@@ -174,14 +168,48 @@ class Payload:
         return (os.system, ("touch PWNED",))
 
 
+@pytest.mark.parametrize("protocol", [None, 0, 2, 5])
+def test_7_a_pickle_payload_is_refused_unread_even_with_a_matching_record(
+    tmp_path: Path, protocol: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever can write the files can write the record too: the payload reaches the reader, which
+    parses safetensors only: a torch zip (None) or a binary pickle is refused by its first bytes, a
+    text pickle (protocol 0) fails as safetensors; none is unpickled."""
+    import pickle
+
+    folder = copy_checkpoints(tmp_path)
+    if protocol is None:
+        buf = io.BytesIO()
+        torch.save({"format": checkpoint.FORMAT, "payload": Payload()}, buf)
+        payload = buf.getvalue()
+    else:
+        payload = pickle.dumps({"format": checkpoint.FORMAT, "payload": Payload()}, protocol=protocol)
+    checkpoint.commit(folder, {checkpoint.DECODER_FILE: payload})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load_pair(folder)
+    message = str(info.value)
+    if protocol == 0:
+        assert "decoder.safetensors: not an edgevae safetensors file" in message
+    else:
+        assert "decoder.safetensors: it is a pickle or torch .pt file, not safetensors" in message
+        assert "nothing in it was run" in message
+    assert not (tmp_path / "PWNED").exists()
+
+
 @pytest.mark.parametrize("force_env", [False, True])
-def test_7_a_pickle_payload_is_refused_plainly_and_never_runs(
+def test_7_a_pickle_payload_in_a_format_1_folder_is_refused_plainly_and_never_runs(
     tmp_path: Path, force_env: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = copy_checkpoints(tmp_path)
+    """The .pt reader kept for one release: weights_only refuses the payload, also when the
+    environment asks torch to load everything."""
+    from conftest import LEGACY_CHECKPOINTS
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(LEGACY_CHECKPOINTS, folder)
     buf = io.BytesIO()
     torch.save({"format": checkpoint.FORMAT, "payload": Payload()}, buf)
-    (folder / checkpoint.DECODER_FILE).write_bytes(buf.getvalue())
+    (folder / "decoder.pt").write_bytes(buf.getvalue())
     monkeypatch.chdir(tmp_path)
     if force_env:
         monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
@@ -195,7 +223,13 @@ def test_7_a_pickle_payload_is_refused_plainly_and_never_runs(
 def test_8_stale_temporary_files_are_removed_on_the_next_start(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    stale = [out / ".encoder.pt.x1y2.tmp", out / ".train_state.pt.abc.tmp", out / ".metrics.json.q.tmp"]
+    stale = [
+        out / ".encoder.safetensors.x1y2.tmp",
+        out / ".train_state.safetensors.abc.tmp",
+        out / "..decoder.safetensors.pending.77.q.tmp",
+        out / ".checkpoint.sha256.9.r.tmp",
+        out / ".metrics.json.q.tmp",
+    ]
     for path in stale:
         path.write_bytes(b"half a file")
     keep = out / ".notes.tmp"

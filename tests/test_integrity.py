@@ -70,9 +70,12 @@ def test_a_flipped_byte_in_any_model_file_is_detected(model: Path, name: str) ->
     assert missed == [], f"{name}: flips at {missed} went unnoticed"
 
 
-@pytest.mark.parametrize("name", [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE])
+CHECKPOINT_FILES = [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.RECORD_FILE]
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_FILES)
 def test_a_flipped_byte_in_a_checkpoint_is_detected(tmp_path: Path, name: str) -> None:
-    """200 spread offsets; the next test covers every byte outside tensor data exhaustively."""
+    """200 spread offsets (every byte of the record); the next test covers every header byte."""
     folder = tmp_path / "ckpt"
     shutil.copytree(RELEASED_CHECKPOINTS, folder)
     path = folder / name
@@ -81,29 +84,16 @@ def test_a_flipped_byte_in_a_checkpoint_is_detected(tmp_path: Path, name: str) -
     assert missed == [], missed
 
 
-def structure_offsets(raw: bytes) -> list[int]:
-    """Every byte of a checkpoint that is not inside a member's data (headers, padding, descriptors,
-    central directory, end records), plus the first and last byte of each member's data."""
-    import io
-    import zipfile
-
-    data: set[int] = set()
-    for info in zipfile.ZipFile(io.BytesIO(raw)).infolist():
-        o = info.header_offset
-        start = o + 30 + int.from_bytes(raw[o + 26 : o + 28], "little") + int.from_bytes(raw[o + 28 : o + 30], "little")
-        data.update(range(start + 1, start + info.compress_size - 1))
-    return [o for o in range(len(raw)) if o not in data]
-
-
 @pytest.mark.parametrize("name", [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE])
-def test_every_structural_byte_of_a_checkpoint_is_checked(tmp_path: Path, name: str) -> None:
-    """Member data is covered by CRC-32 (which catches every error within 32 bits); every other
-    byte is checked against the layout torch's writer produces."""
-    path = tmp_path / name
-    pristine = (RELEASED_CHECKPOINTS / name).read_bytes()
-    missed = missed_flips(
-        path, pristine, structure_offsets(pristine), lambda: checkpoint.read_file(path), CheckpointError
-    )
+def test_every_header_byte_of_a_checkpoint_is_checked(tmp_path: Path, name: str) -> None:
+    """The safetensors header (its length, the tensor table and the metadata: config, run, epoch)
+    byte by byte; the sha256 in the record covers the tensor data as well."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(RELEASED_CHECKPOINTS, folder)
+    path = folder / name
+    pristine = path.read_bytes()
+    header = range(8 + int.from_bytes(pristine[:8], "little"))
+    missed = missed_flips(path, pristine, list(header), lambda: checkpoint.read_file(path), CheckpointError)
     assert missed == [], missed
 
 
@@ -147,7 +137,7 @@ def test_damaged_model_files_are_typed_errors_naming_the_file(model: Path, tmp_p
 
 
 @pytest.mark.parametrize("how", DAMAGE)
-@pytest.mark.parametrize("name", [checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE])
+@pytest.mark.parametrize("name", CHECKPOINT_FILES)
 def test_damaged_checkpoints_are_typed_errors_naming_the_file(tmp_path: Path, name: str, how: str) -> None:
     folder = tmp_path / "ckpt"
     shutil.copytree(RELEASED_CHECKPOINTS, folder)

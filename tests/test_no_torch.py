@@ -97,8 +97,12 @@ def test_runtime_sources_do_not_import_torch_or_training_code() -> None:
 
 
 def test_training_and_export_without_torch_name_the_extra(tmp_path: Path) -> None:
-    for module in ("edgevae.train.__main__", "edgevae.export.__main__"):
-        result = run_blocked(f"from {module} import main; sys.exit(main(['--out', 'o']))", tmp_path)
+    for module, argv in (
+        ("edgevae.train.__main__", ["--out", "o"]),
+        ("edgevae.export.__main__", ["--out", "o"]),
+        ("edgevae.train.convert", ["o"]),
+    ):
+        result = run_blocked(f"from {module} import main; sys.exit(main({argv!r}))", tmp_path)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert "torch" in result.stderr and "pip install 'edgevae[train]'" in result.stderr

@@ -47,7 +47,7 @@ def test_bad_data_is_one_line_naming_it(
     target = data / "a.npy" if "npy" in flags else data
     code, line = run_train([*flags, "--data-dir", str(target), "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and message in line and line.startswith("python -m edgevae.train: error:")
-    assert not (tmp_path / "run" / "encoder.pt").exists()
+    assert not (tmp_path / "run" / "encoder.safetensors").exists()
 
 
 def test_mixed_sizes_train_with_image_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,7 @@ from conftest import need
 
 need("torch")
 
-import torch
-
+from edgevae.train import checkpoint
 from edgevae.train.config import PRESETS, TrainConfig
 from edgevae.train.evaluate import EVAL_SEED, IW_ESTIMATOR
 
@@ -47,8 +46,10 @@ def test_metrics_report_test_elbo_and_importance_weighted_log_likelihood(name: s
 @pytest.mark.parametrize("name", sorted(RELEASES))
 def test_checkpoints_are_the_ones_the_metrics_describe(name: str) -> None:
     metrics = json.loads((RELEASES[name] / "metrics.json").read_text())
+    pair = checkpoint.load_checkpoints(RELEASES[name])  # verified against checkpoint.sha256, one pair
     for kind in ("encoder", "decoder"):
-        obj = torch.load(RELEASES[name] / f"{kind}.pt", weights_only=True)
+        obj = checkpoint.read_file(pair.paths[kind])
         assert obj["train_config"] == metrics["config"]
         assert obj["epoch"] == metrics["config"]["epochs"]
+        assert TrainConfig.from_dict(obj["train_config"]).model == getattr(pair, kind).config
     assert TrainConfig.from_dict(metrics["config"]) == PRESETS[name]

@@ -34,7 +34,7 @@ def test_short_run_on_real_mnist_lowers_the_loss(data_dir: Path, tmp_path: Path,
     elbos = [h["test_elbo"] for h in metrics["history"]]
     assert losses[-1] < losses[0] * 0.9, losses
     assert elbos[-1] > elbos[0], elbos
-    for name in ("encoder.pt", "decoder.pt", "metrics.json", "loss_curve.png", "samples.png", "train_state.pt"):
+    for name in (*checkpoint.FILES, checkpoint.RECORD_FILE, "metrics.json", "loss_curve.png", "samples.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["complete"] and on_disk["history"] == metrics["history"]
@@ -47,9 +47,9 @@ def test_same_seed_gives_the_same_losses_and_weights(data_dir: Path, tmp_path: P
     for ha, hb in zip(a["history"], b["history"], strict=True):
         for key in ("train_loss", "test_elbo"):
             assert ha[key] == pytest.approx(hb[key], abs=1e-6)
-    for name in ("encoder.pt", "decoder.pt"):
-        sa = torch.load(tmp_path / "a" / name, weights_only=True)["state_dict"]
-        sb = torch.load(tmp_path / "b" / name, weights_only=True)["state_dict"]
+    for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE):
+        sa = checkpoint.read_file(tmp_path / "a" / name)["state_dict"]
+        sb = checkpoint.read_file(tmp_path / "b" / name)["state_dict"]
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -71,7 +71,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(
     monkeypatch.setattr(loop, "evaluate_elbo", interrupt_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         run(config, data_dir, tmp_path / "split")
-    state = checkpoint.load_train_state(tmp_path / "split" / "train_state.pt")
+    state = checkpoint.load_train_state(tmp_path / "split" / checkpoint.STATE_FILE)
     assert state["epoch"] == 2  # only the current epoch was lost
     monkeypatch.setattr(loop, "evaluate_elbo", real_evaluate)
     resumed = run(config, data_dir, tmp_path / "split", resume=True)
@@ -80,9 +80,9 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(
     for hw, hr in zip(whole["history"], resumed["history"], strict=True):
         assert hw["train_loss"] == pytest.approx(hr["train_loss"], abs=1e-6)
         assert hw["test_elbo"] == pytest.approx(hr["test_elbo"], abs=1e-6)
-    for name in ("encoder.pt", "decoder.pt"):
-        sw = torch.load(tmp_path / "whole" / name, weights_only=True)["state_dict"]
-        sr = torch.load(tmp_path / "split" / name, weights_only=True)["state_dict"]
+    for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE):
+        sw = checkpoint.read_file(tmp_path / "whole" / name)["state_dict"]
+        sr = checkpoint.read_file(tmp_path / "split" / name)["state_dict"]
         assert all(torch.equal(sw[k], sr[k]) for k in sw)
 
 
@@ -207,10 +207,10 @@ def test_flags_change_exactly_the_fields_they_name(argv: list[str], changed: dic
 def test_a_run_in_out_is_not_replaced_without_asking(data_dir: Path, tmp_path: Path) -> None:
     config = TrainConfig(epochs=1, train_limit=200, test_limit=50, batch_size=50, iw_samples=0)
     run(config, data_dir, tmp_path)
-    before = (tmp_path / "encoder.pt").read_bytes()
+    before = (tmp_path / checkpoint.ENCODER_FILE).read_bytes()
     with pytest.raises(checkpoint.CheckpointError, match="already holds a finished run .*--resume.*--overwrite"):
         run(config, data_dir, tmp_path)
-    assert (tmp_path / "encoder.pt").read_bytes() == before
+    assert (tmp_path / checkpoint.ENCODER_FILE).read_bytes() == before
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "complete": False}))
     with pytest.raises(checkpoint.CheckpointError, match="already holds an unfinished run"):
@@ -218,7 +218,7 @@ def test_a_run_in_out_is_not_replaced_without_asking(data_dir: Path, tmp_path: P
     result = cli("--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1", "--device", "cpu")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--overwrite" in result.stderr
     run(dataclasses.replace(config, seed=1), data_dir, tmp_path, overwrite=True)
-    assert (tmp_path / "encoder.pt").read_bytes() != before
+    assert (tmp_path / checkpoint.ENCODER_FILE).read_bytes() != before
 
 
 def test_kl_warm_up_reaches_beta_at_the_stated_epoch(data_dir: Path, tmp_path: Path) -> None:

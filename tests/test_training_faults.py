@@ -4,6 +4,7 @@ resumed with --resume ends with the same weights as an uninterrupted one, bit fo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -63,27 +64,54 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60, aft
         time.sleep(0.01)
 
 
-def test_interrupted_pair_commit_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def resume_state(encoder: torch.nn.Module, decoder: torch.nn.Module, config: TrainConfig, epoch: int) -> dict:
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()])
+    return {
+        "epoch": epoch,
+        "train_config": config.to_dict(),
+        "encoder": checkpoint.cpu_state_dict(encoder),
+        "decoder": checkpoint.cpu_state_dict(decoder),
+        "optimizer": optimizer.state_dict(),
+        "history": [],
+        "run": "r1",
+    }
+
+
+@pytest.mark.parametrize(
+    "dies_at, survivor",
+    [(checkpoint.RECORD_FILE, 1), (checkpoint.ENCODER_FILE, 2), (checkpoint.DECODER_FILE, 2), (None, 2)],
+)
+def test_an_interrupted_commit_leaves_the_old_set_or_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dies_at: str | None, survivor: int
+) -> None:
+    """A kill before the record is replaced (the commit point) leaves epoch 1; after it, epoch 2,
+    read from the files not yet renamed (.NAME.pending) until finish_commit renames them."""
     encoder, decoder = checkpoint.load_pair(Path(__file__).resolve().parents[1] / "artifacts" / "checkpoints")
     config = TrainConfig()
-    checkpoint.save_pair(tmp_path, encoder, decoder, config, epoch=1, run="r1")
+    checkpoint.save_pair(tmp_path, encoder, decoder, config, 1, "r1", resume_state(encoder, decoder, config, 1))
     real_replace = os.replace
 
     def dying_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        if Path(dst).name == checkpoint.DECODER_FILE:  # the pair's second rename
-            raise KeyboardInterrupt("killed between the two renames")
+        if Path(dst).name == dies_at:
+            raise KeyboardInterrupt(f"killed at the rename to {dies_at}")
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", dying_replace)
-    with pytest.raises(KeyboardInterrupt):
-        checkpoint.save_pair(tmp_path, encoder, decoder, config, epoch=2, run="r1")
+    with pytest.raises(KeyboardInterrupt) if dies_at else contextlib.nullcontext():
+        checkpoint.save_pair(tmp_path, encoder, decoder, config, 2, "r1", resume_state(encoder, decoder, config, 2))
     monkeypatch.setattr(os, "replace", real_replace)
-    assert checkpoint.read_file(tmp_path / checkpoint.ENCODER_FILE)["epoch"] == 2
-    assert checkpoint.read_file(tmp_path / checkpoint.DECODER_FILE)["epoch"] == 1  # the mix a kill leaves
-    checkpoint.load_pair(tmp_path)  # reads the whole pending half: a consistent epoch-2 pair
-    checkpoint.finish_pair(tmp_path)
-    assert checkpoint.read_file(tmp_path / checkpoint.DECODER_FILE)["epoch"] == 2
-    assert not list(tmp_path.glob(".*.pending"))
+    pending = sorted(p.name for p in tmp_path.glob(".*.pending"))
+    assert len(pending) == {checkpoint.RECORD_FILE: 3, checkpoint.ENCODER_FILE: 3, checkpoint.DECODER_FILE: 2}.get(
+        dies_at, 0
+    ), pending
+    for _ in range(2):  # before and after finish_commit (a training start calls it)
+        pair = checkpoint.load_checkpoints(tmp_path)  # verified, one run and epoch
+        assert pair.encoder.config == pair.decoder.config
+        for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE):
+            assert checkpoint.read_file(tmp_path / name)["epoch"] == survivor, name
+        checkpoint.finish_commit(tmp_path)
+        assert not list(tmp_path.glob(".*.pending"))
+    assert {p.name for p in tmp_path.iterdir()} == {*checkpoint.FILES, checkpoint.RECORD_FILE}
 
 
 @pytest.mark.slow
@@ -95,12 +123,13 @@ def test_30_kills_never_leave_a_broken_or_mixed_set(tmp_path: Path, data_dir: Pa
         before = mtime(out / checkpoint.STATE_FILE)
         proc = start(data_dir, out, epochs=10_000, resume=True)
         wait_for(out / checkpoint.STATE_FILE, proc, after=before)  # training runs and writes
-        time.sleep(rng.uniform(0.0, 0.3))  # a random moment; most of an epoch here is checkpoint writing
+        time.sleep(rng.uniform(0.0, 0.3))  # a random moment; the commit is about a fifth of an epoch here
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        encoder, decoder = checkpoint.load_pair(out)  # whole, CRC-checked, one run and epoch
+        pair = checkpoint.load_checkpoints(out)  # whole, sha256-checked, one run and epoch
         state = checkpoint.load_train_state(out / checkpoint.STATE_FILE)
-        assert encoder.config == decoder.config and int(state["epoch"]) >= 1
+        assert pair.encoder.config == pair.decoder.config and int(state["epoch"]) >= 1
+        assert checkpoint.read_file(pair.paths["encoder"])["epoch"] == state["epoch"]  # one commit
         checked += 1
     assert checked == 30
     leftovers = [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".pending"))]

@@ -5,8 +5,9 @@
     python -m edgevae.train --data-dir DIR --resume                      # continue an interrupted run
     python -m edgevae.train --dataset folder --data-dir photos/ --preset conv32 --out run/   # your images
 
-Writes OUT/encoder.pt, OUT/decoder.pt (after every epoch), OUT/metrics.json, OUT/loss_curve.png,
-OUT/samples.png and the resume state OUT/train_state.pt (folder and npy data also
+Writes OUT/encoder.safetensors, OUT/decoder.safetensors, the resume state OUT/train_state.safetensors
+and their sha256 record OUT/checkpoint.sha256 (one commit after every epoch), OUT/metrics.json,
+OUT/loss_curve.png and OUT/samples.png (folder and npy data also
 OUT/data_sample.npy: up to 2000 training images, which export validates on and fits the score
 statistics to). An OUT that already holds a run is
 refused unless --resume or --overwrite says what to do with it.
@@ -141,7 +142,7 @@ def own_image_shape(args: argparse.Namespace, preset: VAEConfig, given: dict[str
 def train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = config_from_args(args)
-    require_torch("training")
+    require_torch("training", ("torch", "safetensors"))
     from .data import download_mnist
     from .loop import resolve_torch_device, run_training
 
@@ -170,7 +171,7 @@ def train(args: argparse.Namespace) -> int:
             else ""
         )
     )
-    print(f"wrote {args.out}/encoder.pt, decoder.pt, metrics.json, loss_curve.png, samples.png")
+    print(f"wrote {args.out}/encoder.safetensors, decoder.safetensors, metrics.json, loss_curve.png, samples.png")
     return 0
 
 

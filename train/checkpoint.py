@@ -1,27 +1,33 @@
-"""The only place that saves and loads checkpoints.
+"""The only place that saves and loads checkpoints (format 2: safetensors, no pickle anywhere).
 
-Files (all plain dicts of tensors and Python types, so a literal
-`torch.load(path, weights_only=True)` reads them):
-  encoder.pt / decoder.pt   {"format", "version", "kind", "config", "train_config", "epoch", "state_dict"}
-  train_state.pt            resume state: both state dicts, optimizer, epoch, metrics history
-Every write is atomic (temporary file, fsync, rename); every load is weights_only and reports a
-missing or corrupt file by name.
+A checkpoint folder holds
+  encoder.safetensors, decoder.safetensors   the weights; metadata key "edgevae": JSON with format,
+                                             version, kind, config, train_config, epoch and run
+  train_state.safetensors                    resume state: both networks ("encoder.*", "decoder.*"),
+                                             the optimizer's tensors ("optimizer.ID.SLOT"); its
+                                             metadata adds the optimizer's other values and the history
+  checkpoint.sha256                          the sha256 of each of them, in `sha256sum -c` format
+Any safetensors reader opens the files; `sha256sum -c checkpoint.sha256` checks them. A load reads
+each file once, checks its bytes against the record before parsing them, and names a missing,
+damaged or mixed file. A save is one commit (`commit`): the new files are written whole beside the
+old ones (.NAME.pending), the record is replaced atomically (the commit point), then the files are
+renamed into place; a kill at any moment leaves a folder that loads as the old set or the new one.
+Folders of format 1 (.pt) are read through legacy.py for one release; convert.py converts them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import json
 import os
-import pickle
-import struct
-import zipfile
-import zlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from edgevae.runtime.atomic import sync_dir, write_bytes_atomic
@@ -31,22 +37,20 @@ from .config import TrainConfig, VAEConfig
 from .model import Decoder, Encoder, make_decoder, make_encoder
 
 FORMAT = "edgevae-checkpoint"
-VERSION = 1
-ENCODER_FILE = "encoder.pt"
-DECODER_FILE = "decoder.pt"
-STATE_FILE = "train_state.pt"
+VERSION = 2
+ENCODER_FILE = "encoder.safetensors"
+DECODER_FILE = "decoder.safetensors"
+STATE_FILE = "train_state.safetensors"
+RECORD_FILE = "checkpoint.sha256"
+FILES = (ENCODER_FILE, DECODER_FILE, STATE_FILE)
+META_KEY = "edgevae"  # one metadata entry of canonical JSON: safetensors writes several in random order
 KINDS = {"encoder": make_encoder, "decoder": make_decoder}  # the module `config.block` asks for
+RECORD_LINE = re.compile(rb"([0-9a-f]{64})  ([A-Za-z0-9_.-]+)")
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # a torch zip checkpoint, a bare pickle (protocol 2 and up)
 
 
 class CheckpointError(EdgeVAEError):
     """A checkpoint is missing, corrupt, or not what the caller asked for."""
-
-
-def serialize(obj: Any) -> bytes:
-    """torch.save into memory (so the file write itself can be atomic)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -55,52 +59,176 @@ def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def pending_path(path: Path) -> Path:
-    """Where the new half of a pair waits, whole, until both halves are written: .NAME.pending."""
+    """Where a file of a commit waits, whole, until the record names it: .NAME.pending."""
     return path.with_name(f".{path.name}.pending")
 
 
-def save_pair(
-    folder: str | os.PathLike[str],
-    encoder: nn.Module,
-    decoder: nn.Module,
-    train_config: TrainConfig,
-    epoch: int,
-    run: str | None,
-) -> None:
-    """Replace FOLDER/encoder.pt and decoder.pt as one unit.
+def sha256_of(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
-    Both new files are first written whole (atomically) as .encoder.pt.pending and
-    .decoder.pt.pending; only then are they renamed into place. A kill before the first rename
-    leaves the old pair; a kill between the renames leaves a new encoder.pt and the new decoder
-    still pending, which `load_pair` picks up (same run and epoch), and `finish_pair` completes.
+
+def encode(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    """A safetensors file: `tensors` and `meta` as canonical JSON (same content, same bytes)."""
+    text = json.dumps({"format": FORMAT, "version": VERSION, **meta}, sort_keys=True, separators=(",", ":"))
+    return safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, {META_KEY: text})
+
+
+def decode(raw: bytes, path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of safetensors bytes. Only safetensors is parsed, never a pickle: bytes that
+    are not safetensors but start like a pickle or a torch zip are refused as such."""
+    try:
+        tensors = safetensors.torch.load(raw)
+        size = int.from_bytes(raw[:8], "little")  # the header safetensors just checked: length, then JSON
+        meta = json.loads(json.loads(raw[8 : 8 + size])["__metadata__"][META_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+        if raw.startswith(PICKLE_MAGIC):
+            raise CheckpointError(
+                f"refused checkpoint {path}: it is a pickle or torch .pt file, not safetensors; edgevae reads no "
+                "pickle, so nothing in it was run (a format-1 edgevae checkpoint keeps its .pt name: "
+                "python -m edgevae.train.convert converts it)"
+            ) from None
+        raise CheckpointError(
+            f"corrupt checkpoint {path}: not an edgevae safetensors file ({type(exc).__name__}: {str(exc)[:160]})"
+        ) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an edgevae checkpoint (no format={FORMAT!r} in its metadata)")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {meta.get('version')}, this code reads {VERSION}")
+    return meta, tensors
+
+
+def render_record(entries: dict[str, str]) -> bytes:
+    return b"".join(f"{sha}  {name}\n".encode() for name, sha in sorted(entries.items()))
+
+
+def read_record(folder: Path) -> dict[str, str]:
+    """{file name: sha256} from FOLDER/checkpoint.sha256, which must be exactly as `render_record` writes it."""
+    path = folder / RECORD_FILE
+    if path.is_dir():
+        raise CheckpointError(f"sha256 record {path} is a directory, not a file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"sha256 record {path} not found: the checkpoints beside it cannot be verified") from None
+    matches = [RECORD_LINE.fullmatch(line) for line in raw.split(b"\n")[:-1]]
+    entries = {m[2].decode(): m[1].decode() for m in matches if m}
+    if not raw or None in matches or render_record(entries) != raw:
+        raise CheckpointError(
+            f"corrupt sha256 record {path}: each line must be '<64 lowercase hex digits>  <file name>', "
+            "sorted by name (it was modified or damaged after it was written)"
+        )
+    return entries
+
+
+def read_verified(path: str | os.PathLike[str]) -> tuple[bytes, str, Path]:
+    """(bytes, their sha256, the file read) of a checkpoint whose bytes match its line in the record.
+
+    After a kill between a commit's record and its renames, the whole new file still waits as
+    .NAME.pending; it is read when it, and not NAME, has the recorded sha256."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a file")
+    if not path.is_file() and not pending_path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    want = read_record(path.parent).get(path.name)
+    if want is None:
+        raise CheckpointError(f"{path.parent / RECORD_FILE} has no sha256 for {path.name}: it cannot be verified")
+    for candidate in (path, pending_path(path)):
+        raw = candidate.read_bytes() if candidate.is_file() else None
+        if raw is not None and hashlib.sha256(raw).hexdigest() == want:
+            return raw, want, candidate
+    raise CheckpointError(
+        f"corrupt checkpoint {path}: its sha256 is not the {want[:16]}... recorded in {RECORD_FILE} "
+        "(the file or the record was modified or damaged after it was written)"
+    )
+
+
+def commit(folder: str | os.PathLike[str], files: dict[str, bytes]) -> None:
+    """Replace FOLDER's `files` (name -> bytes) as one unit.
+
+    Each file is first written whole (atomically) as .NAME.pending; then the record, with the new
+    sha256s, replaces the old one atomically: the commit point; then the files are renamed into
+    place. A kill before the commit point leaves the old set (its pending files are dropped by
+    `finish_commit`); a kill after it leaves the new set, read from NAME or .NAME.pending,
+    whichever matches the record, until `finish_commit` renames the rest.
     """
     folder = Path(folder)
-    halves = ((folder / ENCODER_FILE, "encoder", encoder), (folder / DECODER_FILE, "decoder", decoder))
-    for path, kind, module in halves:
-        save_module(pending_path(path), kind, module, train_config, epoch, run)
-    for path, _, _ in halves:
-        os.replace(pending_path(path), path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        write_bytes_atomic(pending_path(folder / name), data)
+    try:
+        entries = read_record(folder) if (folder / RECORD_FILE).exists() else {}
+    except CheckpointError:  # a damaged record: the files it named are refused until written again
+        entries = {}
+    entries.update({name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
+    write_bytes_atomic(folder / RECORD_FILE, render_record(entries))
+    for name in files:
+        os.replace(pending_path(folder / name), folder / name)
     sync_dir(folder)
 
 
-def finish_pair(folder: str | os.PathLike[str]) -> None:
-    """Complete a pair commit a kill interrupted (rename a pending half that matches the other
-    half's run and epoch), and drop pending files of a commit that never started renaming."""
+def finish_commit(folder: str | os.PathLike[str]) -> None:
+    """Rename the pending files of a commit a kill interrupted after its commit point; drop those of
+    a commit that never reached it. With an unreadable record, pending files are left alone."""
     folder = Path(folder)
-    enc, dec = folder / ENCODER_FILE, folder / DECODER_FILE
-    for path, other in ((dec, enc), (enc, dec)):
-        pending = pending_path(path)
-        if not pending.exists():
+    try:
+        entries = read_record(folder) if (folder / RECORD_FILE).exists() else {}
+    except CheckpointError:
+        return
+    for name in FILES:
+        pending = pending_path(folder / name)
+        if not pending.is_file():
             continue
-        if other.exists() and not pending_path(other).exists() and same_unit(read_file(pending), read_file(other)):
-            os.replace(pending, path)
+        want = entries.get(name)
+        if want is not None and sha256_of(pending) == want and sha256_of(folder / name) != want:
+            os.replace(pending, folder / name)
         else:
             pending.unlink()
     sync_dir(folder)
 
 
-def same_unit(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return (a.get("run"), a.get("epoch")) == (b.get("run"), b.get("epoch"))
+def module_bytes(kind: str, module: nn.Module, train_config: TrainConfig, epoch: int, run: str | None) -> bytes:
+    """An encoder or decoder file; `run` and `epoch` tie a pair together."""
+    meta = {
+        "kind": kind,
+        "config": module.config.to_dict(),
+        "train_config": train_config.to_dict(),
+        "epoch": int(epoch),
+        "run": run,
+    }
+    return encode(cpu_state_dict(module), meta)
+
+
+def state_bytes(state: dict[str, Any]) -> bytes:
+    """The resume state file: keys epoch, train_config, encoder, decoder (state dicts), optimizer
+    (torch's optimizer state dict), history, run."""
+    tensors = {f"{net}.{k}": v for net in ("encoder", "decoder") for k, v in state[net].items()}
+    values: dict[str, dict[str, Any]] = {}
+    for pid, slots in state["optimizer"]["state"].items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{pid}.{slot}"] = value
+            else:
+                values.setdefault(str(pid), {})[slot] = value
+    meta = {k: state.get(k) for k in ("epoch", "train_config", "history", "run")}
+    meta.update(kind="train_state", param_groups=state["optimizer"]["param_groups"], optimizer_values=values)
+    return encode(tensors, meta)
+
+
+def unpack_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The dict `state_bytes` was given, from a decoded resume state file (KeyError/ValueError when malformed)."""
+    state = {k: meta[k] for k in ("epoch", "train_config", "history", "run")}
+    state.update(kind=meta["kind"], encoder={}, decoder={})
+    opt: dict[int, dict[str, Any]] = {int(p): dict(v) for p, v in meta["optimizer_values"].items()}
+    for key, value in tensors.items():
+        head, _, rest = key.partition(".")
+        if head == "optimizer":
+            pid, _, slot = rest.partition(".")
+            opt.setdefault(int(pid), {})[slot] = value
+        else:
+            state[head][rest] = value
+    state["optimizer"] = {"state": dict(sorted(opt.items())), "param_groups": meta["param_groups"]}
+    return state
 
 
 def save_module(
@@ -111,161 +239,46 @@ def save_module(
     epoch: int,
     run: str | None = None,
 ) -> None:
-    """Write one encoder or decoder checkpoint atomically; `run` and `epoch` tie a pair together."""
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "kind": kind,
-        "config": module.config.to_dict(),
-        "train_config": train_config.to_dict(),
-        "epoch": int(epoch),
-        "run": run,
-        "state_dict": cpu_state_dict(module),
+    """Write one encoder or decoder checkpoint (and its line in the record) as one commit."""
+    path = Path(path)
+    commit(path.parent, {path.name: module_bytes(kind, module, train_config, epoch, run)})
+
+
+def save_pair(
+    folder: str | os.PathLike[str],
+    encoder: nn.Module,
+    decoder: nn.Module,
+    train_config: TrainConfig,
+    epoch: int,
+    run: str | None,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Replace FOLDER's encoder and decoder, and with `state` the resume state too, as one commit."""
+    files = {
+        ENCODER_FILE: module_bytes("encoder", encoder, train_config, epoch, run),
+        DECODER_FILE: module_bytes("decoder", decoder, train_config, epoch, run),
     }
-    write_bytes_atomic(path, serialize(payload))
+    if state is not None:
+        files[STATE_FILE] = state_bytes(state)
+    commit(folder, files)
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The payload of a checkpoint file (see `read_checkpoint`)."""
-    return read_checkpoint(path)[0]
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
-    """torch.load(weights_only=True) of verified bytes, with missing and corrupt files named as such;
-    returns the payload and the sha256 of exactly the bytes it was loaded from.
-
-    The file is read once. Its zip members' CRC-32s are checked first (torch.load does not check
-    them, so a flipped byte in a tensor would load as a changed weight); then the bytes are loaded
-    with weights_only=True, which refuses pickled code without running it (also when
-    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: it only overrides calls that do not pass weights_only).
-    """
+    """The verified payload of one file: the metadata plus "state_dict" (encoder, decoder), or the
+    resume state (see `state_bytes`). A .pt path is read through the format-1 reader."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory, not a file")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(raw))
-        bad = archive.testzip() or check_zip_layout(raw, archive)
-    except (
-        zipfile.BadZipFile,
-        EOFError,
-        ValueError,
-        OSError,
-        NotImplementedError,
-        RuntimeError,
-        KeyError,
-        IndexError,
-        OverflowError,
-        UnicodeDecodeError,
-        struct.error,
-        zlib.error,
-    ) as exc:
-        raise CheckpointError(
-            f"corrupt checkpoint {path}: not a readable checkpoint archive ({type(exc).__name__}: {exc})"
-        ) from exc
-    if bad is not None:
-        raise CheckpointError(
-            f"corrupt checkpoint {path}: member {bad} fails its CRC-32 check "
-            "(the file was modified or damaged after it was written)"
-        )
-    try:
-        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = next(
-            (line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "GLOBAL" in line),
-            str(exc).splitlines()[0][:160],
-        )
-        raise CheckpointError(
-            f"refused checkpoint {path}: it holds pickled code or objects that are not tensors, "
-            f"which were not run ({reason}). edgevae checkpoints hold only tensors and plain "
-            "values; re-create it with python -m edgevae.train"
-        ) from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an edgevae checkpoint (no format={FORMAT!r} field)")
-    if obj.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}, this code reads {VERSION}")
-    return obj, digest
+    if path.suffix == ".pt":
+        from . import legacy
 
-
-ZIP_LOCAL, ZIP_DESCRIPTOR, ZIP_END = b"PK\x03\x04", b"PK\x07\x08", b"PK\x05\x06"
-
-
-def check_zip_layout(raw: bytes, archive: zipfile.ZipFile) -> str | None:
-    """The first place where the archive departs from the layout torch.save writes, or None.
-
-    zipfile checks each member's data against its CRC-32 but reads nothing else of the local
-    headers, data descriptors and padding, and tolerates a damaged end record; a flipped byte
-    there would go unnoticed. Here every local header must repeat the central directory (flags,
-    method, time, name), the padding is torch's ("FB" then "Z"s), each data descriptor repeats
-    the CRC and sizes, the central records carry torch's zero attributes, and nothing follows the
-    end record.
-    """
-    infos = archive.infolist()
-    end = struct.unpack("<4sHHHHIIH", raw[-22:])
-    cd_size = sum(46 + len(i.filename.encode()) + len(i.extra) for i in infos)
-    cd_start = len(raw) - 22 - (76 if raw[-42:-38] == b"PK\x06\x07" else 0) - cd_size
-    if end != (ZIP_END, 0, 0, len(infos), len(infos), cd_size, cd_start, 0):
-        return "end record"
-    if raw[-42:-38] == b"PK\x06\x07":  # zip64 end record and locator, which torch also writes
-        z64 = len(raw) - 22 - 20 - 56
-        if struct.unpack("<4sIQI", raw[-42:-22]) != (b"PK\x06\x07", 0, z64, 1):
-            return "zip64 locator"
-        record = struct.unpack("<4sQHHIIQQQQ", raw[z64 : z64 + 56])
-        # versions as torch's writer (miniz) sets them: made by 3.0 on Unix (0x031E), needed 4.5
-        if record != (b"PK\x06\x06", 44, 0x031E, 45, 0, 0, len(infos), len(infos), cd_size, cd_start):
-            return "zip64 end record"
-    for info in archive.infolist():
-        o = info.header_offset
-        sig, version, flag, method, mtime, mdate, crc, csize, usize, nlen, elen = struct.unpack(
-            "<4sHHHHHIIIHH", raw[o : o + 30]
-        )
-        dos_time = (info.date_time[3] << 11) | (info.date_time[4] << 5) | (info.date_time[5] // 2)
-        dos_date = ((info.date_time[0] - 1980) << 9) | (info.date_time[1] << 5) | info.date_time[2]
-        name = raw[o + 30 : o + 30 + nlen]
-        extra = raw[o + 30 + nlen : o + 30 + nlen + elen]
-        if (sig, version, flag, method, mtime, mdate, name) != (
-            ZIP_LOCAL,
-            info.extract_version,
-            info.flag_bits,
-            info.compress_type,
-            dos_time,
-            dos_date,
-            info.filename.encode(),
-        ):
-            return f"{info.filename} (local header)"
-        if extra != info.extra and not (
-            extra[:2] == b"FB" and int.from_bytes(extra[2:4], "little") == elen - 4 and extra[4:] == b"Z" * (elen - 4)
-        ):
-            return f"{info.filename} (padding)"
-        if (
-            info.create_version,
-            info.create_system,
-            info.extract_version,
-            info.reserved,
-            info.internal_attr,
-            info.external_attr,
-            info.comment,
-            info.volume,
-        ) != (0, 0, 0, 0, 0, 0, b"", 0):
-            return f"{info.filename} (central record)"
-        end = o + 30 + nlen + elen + info.compress_size
-        if flag & 0x08:
-            if (crc, csize, usize) != (0, 0, 0):
-                return f"{info.filename} (local header sizes)"
-            if raw[end : end + 4] != ZIP_DESCRIPTOR:
-                return f"{info.filename} (data descriptor)"
-            fmt = "<IQQ" if raw[end + 16 : end + 20] not in (ZIP_LOCAL, b"PK\x01\x02") else "<III"
-            got = struct.unpack(fmt, raw[end + 4 : end + 4 + struct.calcsize(fmt)])
-            if got != (info.CRC, info.compress_size, info.file_size):
-                return f"{info.filename} (data descriptor)"
-        elif (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
-            return f"{info.filename} (local header sizes)"
-    return None
+        return legacy.read_checkpoint(path)[0]
+    raw, _, read = read_verified(path)
+    meta, tensors = decode(raw, read)
+    if meta.get("kind") == "train_state":
+        try:
+            return unpack_state(meta, tensors)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"corrupt checkpoint {read}: malformed resume state ({exc!r})") from exc
+    return {**meta, "state_dict": tensors}
 
 
 def build_module(obj: dict[str, Any], path: str | os.PathLike[str], kind: str) -> nn.Module:
@@ -283,36 +296,37 @@ def build_module(obj: dict[str, Any], path: str | os.PathLike[str], kind: str) -
     return module.eval()
 
 
-def load_module(path: str | os.PathLike[str], kind: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild an Encoder or Decoder from its checkpoint; returns (module in eval mode, payload)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-    obj = read_file(path)
-    return build_module(obj, path, kind), obj
-
-
 @dataclass(frozen=True)
 class CheckpointPair:
     """A verified encoder/decoder pair and the sha256 of exactly the bytes each was loaded from."""
 
     encoder: Encoder
     decoder: Decoder
-    sha256: dict[str, str]  # "encoder" / "decoder" -> sha256 of the file's bytes as read
-    paths: dict[str, Path]  # the files read (decoder: the pending half when a commit was interrupted)
+    sha256: dict[str, str]  # "encoder" / "decoder" -> sha256 of the file's bytes as read (its record line)
+    paths: dict[str, Path]  # the files read (a pending one when a commit was interrupted)
 
 
-def load_checkpoints(folder: str | os.PathLike[str]) -> CheckpointPair:
-    """Encoder and decoder from FOLDER/encoder.pt and FOLDER/decoder.pt, each file read once and
-    checked to be one pair (config, run and epoch)."""
-    folder = Path(folder)
-    enc_path, dec_path = folder / ENCODER_FILE, folder / DECODER_FILE
-    enc, enc_sha = read_checkpoint(enc_path)
+def read_pair(folder: Path) -> list[tuple[dict[str, Any], str, Path]]:
+    """[(payload, sha256, path)] of FOLDER's encoder and decoder, each file read once; a folder
+    holding only format-1 files goes through the .pt reader, with a note to convert it."""
+    from . import legacy
+
+    if not (folder / RECORD_FILE).exists() and not (folder / ENCODER_FILE).exists() and legacy.holds_legacy(folder):
+        legacy.note(folder)
+        return legacy.read_pair(folder)
+    read = []
+    for name in (ENCODER_FILE, DECODER_FILE):
+        raw, digest, path = read_verified(folder / name)
+        meta, tensors = decode(raw, path)
+        read.append(({**meta, "state_dict": tensors}, digest, path))
+    return read
+
+
+def check_one_pair(folder: Path, read: list[tuple[dict[str, Any], str, Path]]) -> tuple[nn.Module, nn.Module]:
+    """The encoder and decoder `read_pair` read, rebuilt; CheckpointError unless they are one pair:
+    each the kind its name says, one config, one run and epoch."""
+    (enc, _, enc_path), (dec, _, dec_path) = read
     encoder = build_module(enc, enc_path, "encoder")
-    dec, dec_sha = read_checkpoint(dec_path)
-    if pending_path(dec_path).is_file() and not same_unit(enc, dec):
-        # a kill between the two renames of save_pair: the new decoder is whole, still pending
-        dec_path = pending_path(dec_path)
-        dec, dec_sha = read_checkpoint(dec_path)
     decoder = build_module(dec, dec_path, "decoder")
     if enc["config"] != dec["config"]:
         raise CheckpointError(
@@ -320,32 +334,35 @@ def load_checkpoints(folder: str | os.PathLike[str]) -> CheckpointPair:
         )
     if (enc.get("run"), enc.get("epoch")) != (dec.get("run"), dec.get("epoch")):
         raise CheckpointError(
-            f"encoder.pt (run {enc.get('run')}, epoch {enc.get('epoch')}) and decoder.pt "
-            f"(run {dec.get('run')}, epoch {dec.get('epoch')}) in {folder} are not one pair: a "
-            "write was interrupted or files were mixed; resume the training run (--resume) to "
-            "write both again, or restore both files"
+            f"{enc_path.name} (run {enc.get('run')}, epoch {enc.get('epoch')}) and {dec_path.name} "
+            f"(run {dec.get('run')}, epoch {dec.get('epoch')}) in {folder} are not one pair: files were "
+            "mixed; resume the training run (--resume) to write both again, or restore both files"
         )
+    return encoder, decoder
+
+
+def load_checkpoints(folder: str | os.PathLike[str]) -> CheckpointPair:
+    """Encoder and decoder from FOLDER, verified and checked to be one pair (config, run and epoch)."""
+    folder = Path(folder)
+    read = read_pair(folder)
+    encoder, decoder = check_one_pair(folder, read)
+    (_, enc_sha, enc_path), (_, dec_sha, dec_path) = read
     return CheckpointPair(
         encoder,
         decoder,
-        {"encoder": enc_sha, "decoder": dec_sha},  # type: ignore[arg-type]
+        {"encoder": enc_sha, "decoder": dec_sha},
         {"encoder": enc_path, "decoder": dec_path},
     )
 
 
 def load_pair(folder: str | os.PathLike[str]) -> tuple[Encoder, Decoder]:
-    """Encoder and decoder from FOLDER/encoder.pt and FOLDER/decoder.pt, checked to match."""
+    """Encoder and decoder from FOLDER, verified and checked to match."""
     pair = load_checkpoints(folder)
     return pair.encoder, pair.decoder
 
 
-def save_train_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """Write the resume state atomically."""
-    write_bytes_atomic(path, serialize({"format": FORMAT, "version": VERSION, "kind": "train_state", **state}))
-
-
 def load_train_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read the resume state written by `save_train_state`."""
+    """Read the resume state written by `save_pair(..., state=...)` (a .pt path: the format-1 reader)."""
     obj = read_file(path)
     if obj.get("kind") != "train_state":
         raise CheckpointError(f"{path} is not a training state file")

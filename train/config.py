@@ -1,6 +1,6 @@
 """Hyperparameters as dataclasses: `VAEConfig` rebuilds a model, `TrainConfig` reruns training.
 
-Both are saved (as plain dicts) inside every checkpoint, so a checkpoint alone is enough to
+Both are saved (as JSON in the metadata) inside every checkpoint, so a checkpoint alone is enough to
 rebuild its network and to resume the run that wrote it. Each setting is declared here once:
 its help text is the field's metadata, and `python -m edgevae.train` generates its flags from
 these fields and its defaults from `PRESETS`.

@@ -1,9 +1,9 @@
 """The training loop: seeded, resumable, with progress, metrics and pictures.
 
-`run_training(config, data_dir, out_dir)` trains, writes encoder.pt / decoder.pt after every
-epoch (atomically), a resume state (train_state.pt), metrics.json, and at the end a loss-curve
-PNG and a grid of samples. Rerunning with `resume=True` continues from the last finished epoch
-and reaches the same result as an uninterrupted run, because each epoch's randomness (shuffle,
+`run_training(config, data_dir, out_dir)` trains, writes encoder.safetensors, decoder.safetensors and
+the resume state train_state.safetensors after every epoch (one commit: checkpoint.py), metrics.json,
+and at the end a loss-curve PNG and a grid of samples. Rerunning with `resume=True` continues from the
+last finished epoch and reaches the same result as an uninterrupted run, because each epoch's randomness (shuffle,
 binarization, noise) comes from a generator seeded by (seed, epoch) alone.
 """
 
@@ -27,7 +27,7 @@ from edgevae.runtime.contract import SCALED_LIKELIHOODS
 from edgevae.runtime.devices import resolve_device
 from edgevae.runtime.images import save_grid
 
-from . import checkpoint, distributed, imagedata
+from . import checkpoint, distributed, imagedata, legacy
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .data import DATASETS, load_split
@@ -56,14 +56,16 @@ def resolve_torch_device(device: str) -> torch.device:
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """CheckpointError when OUT already holds a run and neither --resume nor --overwrite says what to do
-    with it: the default OUT is the committed release, which a plain rerun must not silently replace."""
+    with it (the default OUT is the committed release, which a plain rerun must not silently replace),
+    or when --resume is asked of a run whose checkpoints are still format 1 (.pt)."""
+    if resume and legacy.holds_legacy(out) and not (out / checkpoint.RECORD_FILE).exists():
+        raise CheckpointError(
+            f"{out} holds format-1 .pt checkpoints; convert them first (python -m edgevae.train.convert {out}), "
+            "then resume"
+        )
     if resume or overwrite or not out.is_dir():
         return
-    held = [
-        name
-        for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE, METRICS_FILE)
-        if (out / name).exists()
-    ]
+    held = [name for name in (*checkpoint.FILES, *legacy.FILES, METRICS_FILE) if (out / name).exists()]
     if not held:
         return
     try:
@@ -75,6 +77,16 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
         f"{out} already holds {kind} ({', '.join(held)}); pass --resume to continue it, "
         "--overwrite to replace it, or --out to train elsewhere"
     )
+
+
+def tidy_out_dir(out: Path, overwrite: bool) -> None:
+    """What a killed run left: finish an interrupted commit, drop half-written files; under
+    --overwrite, format-1 (.pt) checkpoints go too, since the new run replaces them."""
+    checkpoint.finish_commit(out)
+    pending = [checkpoint.pending_path(Path(name)).name for name in checkpoint.FILES]
+    remove_stale_temps(out, [*checkpoint.FILES, *pending, checkpoint.RECORD_FILE, METRICS_FILE])
+    for name in legacy.FILES if overwrite else ():
+        (out / name).unlink(missing_ok=True)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -170,7 +182,7 @@ def run_training(
     check_out_dir(out, resume, overwrite)
     dev = distributed.start(world, resolve_torch_device(device))
     try:
-        result = train_in_world(config, data_dir, out, dev, world, resume, dataset, progress)
+        result = train_in_world(config, data_dir, out, dev, world, resume, dataset, progress, overwrite)
         # Leave together: a rank that tears gloo down while rank 0 still writes metrics and pictures
         # can abort at exit ("terminate called without an active exception").
         distributed.barrier(world)
@@ -188,6 +200,7 @@ def train_in_world(
     resume: bool,
     dataset: str,
     progress: bool,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """The training run of one process: all of it in a world of one, its shard of each batch under
     torchrun (rank 0 alone writes)."""
@@ -209,19 +222,8 @@ def train_in_world(
     history: list[dict[str, float]] = []
     start_epoch = 0
     run = uuid.uuid4().hex[:12]  # ties each encoder/decoder pair to its run (kept across --resume)
-    if world.is_main and out.is_dir():  # what a killed run left: finish a pair commit, drop half-written files
-        checkpoint.finish_pair(out)
-        remove_stale_temps(
-            out,
-            [
-                checkpoint.ENCODER_FILE,
-                checkpoint.DECODER_FILE,
-                checkpoint.STATE_FILE,
-                METRICS_FILE,
-                f".{checkpoint.ENCODER_FILE}.pending",
-                f".{checkpoint.DECODER_FILE}.pending",
-            ],
-        )
+    if world.is_main and out.is_dir():
+        tidy_out_dir(out, overwrite)
 
     distributed.barrier(world)  # the other ranks read OUT only after rank 0 has tidied it
     state_path = out / checkpoint.STATE_FILE
@@ -351,22 +353,18 @@ def save_epoch(
 ) -> None:
     """Checkpoints, resume state and partial metrics after a finished epoch.
 
-    The resume state holds both networks, so a crash between the writes below never leaves it
-    out of step with itself.
+    The encoder, decoder and resume state are one commit: a kill never leaves them out of step.
     """
-    checkpoint.save_train_state(
-        out / checkpoint.STATE_FILE,
-        {
-            "epoch": epoch,
-            "train_config": config.to_dict(),
-            "encoder": checkpoint.cpu_state_dict(encoder),
-            "decoder": checkpoint.cpu_state_dict(decoder),
-            "optimizer": optimizer.state_dict(),
-            "history": history,
-            "run": run,
-        },
-    )
-    checkpoint.save_pair(out, encoder, decoder, config, epoch, run)
+    state = {
+        "epoch": epoch,
+        "train_config": config.to_dict(),
+        "encoder": checkpoint.cpu_state_dict(encoder),
+        "decoder": checkpoint.cpu_state_dict(decoder),
+        "optimizer": optimizer.state_dict(),
+        "history": history,
+        "run": run,
+    }
+    checkpoint.save_pair(out, encoder, decoder, config, epoch, run, state)
     write_json(out / METRICS_FILE, {"config": config.to_dict(), "history": history, "complete": False})
 
 
