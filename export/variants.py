@@ -32,7 +32,7 @@ from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from edgevae.runtime import contract
-from edgevae.runtime.model import ModelFiles
+from edgevae.runtime.files import ModelFiles
 from edgevae.runtime.selftest import max_excess, run_rows
 from edgevae.runtime.vae import VAE
 

@@ -127,6 +127,7 @@ SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images 
 SCORE_DENSITY_FILE = "score_density.npz"
 GOLDEN_FORMAT = "edgevae-golden"
 SCORE_STATS_FORMAT = "edgevae-score-stats"
+SCORE_STATS_VERSION = 2  # 2: per-score statistics, made under noise.NOISE_SCHEME (1: numpy default_rng(seed) noise)
 MANIFEST_FORMAT = "edgevae-model"
 MANIFEST_VERSION = 1
 

@@ -283,14 +283,6 @@ def build_module(obj: dict[str, Any], path: str | os.PathLike[str], kind: str) -
     return module.eval()
 
 
-def load_module(path: str | os.PathLike[str], kind: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild an Encoder or Decoder from its checkpoint; returns (module in eval mode, payload)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-    obj = read_file(path)
-    return build_module(obj, path, kind), obj
-
-
 @dataclass(frozen=True)
 class CheckpointPair:
     """A verified encoder/decoder pair and the sha256 of exactly the bytes each was loaded from."""
