@@ -222,10 +222,11 @@ def selftest_lines(vae: VAE, model: str, threads: int | None, variants: list[str
     return lines, failed
 
 
-def describe_variant(name: str, v: dict[str, Any], folder: Any) -> str:
+def describe_variant(files: ModelFiles, name: str) -> str:
     """One `edgevae info` line for a manifest variant; a malformed entry is a ModelError."""
     from .errors import ModelError
 
+    v, folder = files.variants[name], files.folder
     try:
         change = v.get("log_likelihood_change", {})
         cost = (
@@ -234,7 +235,10 @@ def describe_variant(name: str, v: dict[str, Any], folder: Any) -> str:
             else "not measured"
         )
         diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
-        devices = "+".join(v.get("devices", VARIANTS[name].devices if name in VARIANTS else ("cpu", "cuda")))
+        known = name in VARIANTS  # else a variant newer than this runtime: what its entry says
+        devices = "+".join(
+            ModelFiles(folder, files.manifest, {}, variant=name).devices if known else v.get("devices", ["cpu", "cuda"])
+        )
         return (
             f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
             f"cost {cost}  pixel |diff| {diff:.1e}  for {devices}  {v.get('description', '')}"
@@ -351,8 +355,8 @@ def cmd_info(args: argparse.Namespace) -> str:
         "pixel |diff|: max against fp32 over reconstructed real digits):"
     )
     present = vae.files.variants
-    for name, v in sorted(present.items(), key=lambda kv: list(VARIANTS).index(kv[0]) if kv[0] in VARIANTS else 99):
-        lines.append(describe_variant(name, v, vae.files.folder))
+    for name in sorted(present, key=lambda n: list(VARIANTS).index(n) if n in VARIANTS else 99):
+        lines.append(describe_variant(vae.files, name))
     lines.append(f"onnxruntime {ort.__version__}; available providers: {', '.join(ort.get_available_providers())}")
     lines.append(f"active providers: {', '.join(vae.providers)}")
     checks, failed = selftest_lines(vae, args.model, args.threads, [n for n in VARIANTS if n in present])
