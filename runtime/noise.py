@@ -53,19 +53,18 @@ def seed_or_fresh(seed: object) -> int:
 
 def box_muller(words: np.ndarray) -> np.ndarray:
     """Standard normal float32 values from an even number of raw 64-bit words, two per pair (step 2 above)."""
-    pairs = (words >> SHIFT_UNIFORM).reshape(-1, 2)
-    radius = pairs[:, 0].astype(np.float64)
-    radius += 1.0
+    pairs = words.reshape(-1, 2)
+    radius = ((pairs[:, 0] >> SHIFT_UNIFORM) + np.uint64(1)).astype(np.float64)
     radius *= 2.0**-53
     np.log(radius, out=radius)
     radius *= -2.0
     np.sqrt(radius, out=radius)
-    angle = (pairs[:, 1] >> (SHIFT_ANGLE - SHIFT_UNIFORM)).astype(np.float32)
+    angle = (pairs[:, 1] >> SHIFT_ANGLE).astype(np.float32)
     angle *= ANGLE_STEP
-    length = radius.astype(np.float32)
     out = np.empty((len(pairs), 2), np.float32)
-    np.multiply(length, np.cos(angle), out=out[:, 0])
-    np.multiply(length, np.sin(angle), out=out[:, 1])
+    np.cos(angle, out=out[:, 0])
+    np.sin(angle, out=out[:, 1])
+    out *= radius.astype(np.float32)[:, None]
     return out.reshape(-1)
 
 
