@@ -107,7 +107,7 @@ def selftest_rows(device: str) -> list[dict[str, object]]:
     """One row per packaged model and variant: the self-test on `device`, or why it was not run."""
     from edgevae.runtime import VAE, EdgeVAEError, contract
     from edgevae.runtime.errors import DeviceError
-    from edgevae.runtime.model import list_packaged_models, load_model_files
+    from edgevae.runtime.files import list_packaged_models, load_model_files
     from edgevae.runtime.selftest import run_selftest
 
     rows: list[dict[str, object]] = []

@@ -2,7 +2,7 @@
 
     EDGEVAE_DATA_DIR=../shared/data/mnist .venv/bin/python bench/ood.py [--model DIR] [--normal 2000] [--per-set 500]
 
-Scores 2000 MNIST test digits (normal) and 500 images of each set in edgevae.export.outliers with
+Scores 2000 MNIST test digits (normal) and 500 images of each set of bench/outliers.py with
 the runtime (CPU), prints a Markdown table (rows: sets; columns: scores) with the default score's
 AUROC for several k, and the cost of `score` per image at the default k, and writes
 artifacts/ood.json. AUROC: higher score = more unusual; 1.0 separates perfectly, 0.5 is chance.
@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from outliers import auroc, make_sets  # bench/outliers.py, beside this script
 
-from edgevae.export.outliers import auroc, make_sets
 from edgevae.runtime import VAE
 from edgevae.runtime.atomic import write_bytes_atomic
-from edgevae.runtime.likelihood import DEFAULT_SCORE, SCORES
+from edgevae.runtime.scores import DEFAULT_SCORE, SCORES
 from edgevae.train.data import load_split
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ class NodeTime:
 def profile_graph(vae: VAE, graph: str, batch: int, threads: int, runs: int) -> list[NodeTime]:
     """Median kernel time per call of each node of one graph, in the order they ran."""
     spec = contract.ENCODER if graph == "encoder" else contract.DECODER
-    blob = vae.files.blobs[graph]
+    blob = vae.files.graphs[graph]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

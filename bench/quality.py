@@ -26,7 +26,8 @@ import torch
 
 from edgevae.runtime import VAE
 from edgevae.runtime.atomic import write_bytes_atomic
-from edgevae.runtime.model import ModelFiles
+from edgevae.runtime.files import ModelFiles
+from edgevae.runtime.noise import NOISE_SCHEME
 from edgevae.train.data import load_split
 from edgevae.train.evaluate import EVAL_SEED, describe_nll, prepare_eval_images
 
@@ -60,7 +61,7 @@ def measure_nll(vae: VAE, test: np.ndarray, n: int, k: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     ll = float(np.mean(vae.log_likelihood(x, k=k, seed=0)))
     record = describe_nll(-ll, k, n, vae.likelihood, EVAL_SEED)
-    record.update(noise="edgevae runtime, seed 0", eval_seconds=time.perf_counter() - t0)
+    record.update(noise=f"edgevae runtime, seed 0, {NOISE_SCHEME}", eval_seconds=time.perf_counter() - t0)
     return record
 
 
@@ -69,7 +70,7 @@ def read_as_bernoulli(vae: VAE) -> VAE:
     model's figure on the binarized images, comparable with the others (the decoder gives logits too)."""
     files = vae.files
     manifest = {**files.manifest, "config": {**files.manifest["config"], "likelihood": "bernoulli"}}
-    return VAE(ModelFiles(files.folder, manifest, files.blobs, files.extras, files.variant), device="cpu")
+    return VAE(ModelFiles(files.folder, manifest, files.graphs, files.extras, files.variant), device="cpu")
 
 
 def evaluate_model(name: str, graphs: Path, checkpoints: Path, test: np.ndarray, n: int, k: int) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def bounds_table() -> str:
 
 def score_order() -> list[str]:
     """The scores as bench/ood.py orders them: the default first."""
-    from edgevae.runtime.likelihood import DEFAULT_SCORE, SCORES
+    from edgevae.runtime.scores import DEFAULT_SCORE, SCORES
 
     return [DEFAULT_SCORE] + [s for s in SCORES if s != DEFAULT_SCORE]
 

@@ -16,9 +16,9 @@ def main() -> None:
     mu, logvar = vae.encode(digits)  # q(z|x); a draw z: vae.encode_z(digits, seed=1) or eps=eps
     recon = vae.reconstruct(digits)  # also: vae.decode(z), vae.interpolate(a, b, steps=10)
     ll = vae.log_likelihood(digits, k=100, seed=0)  # importance-weighted log p(x), nats per image
-    unusual = vae.score(digits)  # .score (higher = more unusual), .nll, .complexity, .density
+    unusual = vae.score(digits)  # .score (higher = more unusual), .nll, .complexity_nats, .density_nll
     large = VAE(model="large")  # the other packaged model: better likelihood, bigger
-    small = VAE(variant="int8")  # 27% of the bytes, costs 0.081 nat
+    small = VAE(variant="int8")  # 27% of the bytes, costs 0.104 nat
     print(recon.shape, ll.mean(), unusual.score.max(), large.latent, small.sample(4, seed=0).shape)
 
 

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_validation_devices(device: str) -> list[str]:
     """The devices to validate on: always the CPU, plus CUDA when `device` resolves to it."""
-    from edgevae.runtime.model import resolve_providers
+    from edgevae.runtime.sessions import resolve_providers
 
     return [CPU_DEVICE, CUDA_DEVICE] if resolve_providers(device)[0] == PROVIDERS[CUDA_DEVICE] else [CPU_DEVICE]
 

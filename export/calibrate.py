@@ -4,7 +4,8 @@ Computed through the exported graphs themselves (the runtime's own code path, CP
 2000 MNIST training digits shipped with the exporter (a seeded random subset of the 60,000), on all
 60,000 with their labels (`--score-data DIR`, what the shipped models use), or on images the caller
 gives (`--score-images FILE.npy` for a model trained on other data). Also fits the density score's
-Gaussian mixture to those images' features (score_density.npz).
+Gaussian mixture to those images' features (score_density.npz). Every score of the registry
+(runtime/scores.py) gets the statistics it declares and its percentiles over the held-out images.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from importlib import resources
 
 import numpy as np
 
-from edgevae.runtime.likelihood import (
-    DENSITY_KEYS,
-    ScoreDensity,
-    ScoreStats,
-    build_score_stats,
-    density_features,
-    logsumexp,
-)
-from edgevae.runtime.model import ModelFiles
+from edgevae.runtime.files import ModelFiles
+from edgevae.runtime.likelihood import logsumexp
+from edgevae.runtime.mixture import DENSITY_KEYS, ScoreDensity
+from edgevae.runtime.noise import NOISE_SCHEME
+from edgevae.runtime.score_stats import ScoreStats
+from edgevae.runtime.scores import PERCENTILES, SCORES, Measures, density_features
 from edgevae.runtime.vae import VAE
 
 SCORE_K = 16  # importance samples per image for scoring (docs/likelihood.md: cost per image, AUROC against k)
@@ -127,7 +125,21 @@ def calibrate_scores(
     fitted = fit_score_density(features[fit], None if labels is None else labels[fit], seed=seed)
     density = ScoreDensity.from_npz(fitted.to_npz(), features.shape[1])  # as stored (float32): stats match the file
     held_source = f"{source or 'caller-given images'}; statistics on a held-out {len(held)} of {len(images)}"
-    stats = build_score_stats(
-        nll[held], complexity[held], density.nll(features[held]), k, seed, held_source, len(density.log_weights)
-    )
+    normal = Measures(nll[held], complexity[held], density.nll(features[held]))
+    stats = build_score_stats(normal, k, seed, held_source, len(density.log_weights))
     return stats, density.to_npz()
+
+
+def build_score_stats(normal: Measures, k: int, seed: int, source: str, components: int) -> ScoreStats:
+    """ScoreStats from the measures of normal images (at least 10) that the mixture was not fitted to:
+    each score's statistics (its `fit`) and the PERCENTILES of its values; `components`: the mixture's
+    Gaussians."""
+    n = len(normal.nll)
+    if n < 10:
+        raise ValueError(f"score statistics need at least 10 normal images; got {n}")
+    stats = {name: score.fit(normal) for name, score in SCORES.items()}
+    percentiles = {
+        name: {p: float(np.percentile(score.compute(normal, stats[name]), float(p))) for p in PERCENTILES}
+        for name, score in SCORES.items()
+    }
+    return ScoreStats(k, seed, n, source, components, stats, percentiles, NOISE_SCHEME)

@@ -173,13 +173,13 @@ def trace_pair(encoder: nn.Module, decoder: nn.Module, sha256: dict[str, str], o
     the like), wrapped to the contract's signatures; `sha256`: of the weights each came from."""
     config = encoder.config
     modules = {"encoder": EncoderGraph(encoder), "decoder": DecoderGraph(decoder)}
-    blobs: dict[str, bytes] = {}
+    fp32_graphs: dict[str, bytes] = {}
     for graph, spec in graph_specs(config).items():
         model = trace_to_onnx(modules[graph], spec, config, opset)
         add_metadata(model, graph, config, sha256[graph], opset)
         check_graph(model, spec, graph, axis_sizes(config))
-        blobs[graph] = model.SerializeToString(deterministic=True)
-    return blobs
+        fp32_graphs[graph] = model.SerializeToString(deterministic=True)
+    return fp32_graphs
 
 
 def describe_tensors(specs: tuple[contract.TensorSpec, ...], config: VAEConfig) -> list[dict[str, Any]]:
@@ -224,9 +224,11 @@ CONV_DESCRIPTIONS = {
 }
 
 
-def describe_variant(variant: contract.Variant, blobs: dict[str, bytes]) -> str:
+def describe_variant(variant: contract.Variant, fp32_graphs: dict[str, bytes]) -> str:
     """The contract's description, or for a convolutional pair what its int8 and b1 builds are."""
-    if variant.name in CONV_DESCRIPTIONS and any(has_convolutions(onnx.load_from_string(b)) for b in blobs.values()):
+    if variant.name in CONV_DESCRIPTIONS and any(
+        has_convolutions(onnx.load_from_string(b)) for b in fp32_graphs.values()
+    ):
         return CONV_DESCRIPTIONS[variant.name]
     return variant.description
 
@@ -239,7 +241,7 @@ def shape_budget(variant: contract.Variant, pixels: int) -> tuple[tuple[str, flo
 def build_manifest(
     out: str | os.PathLike[str],
     config: VAEConfig,
-    blobs: dict[str, bytes],
+    fp32_graphs: dict[str, bytes],
     opset: int,
     parity: dict[str, Any],
     checkpoint_sha256: dict[str, str],
@@ -249,10 +251,10 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest: every file's sha256 and size (graphs also signature, variant and source
     checkpoint), the other files' roles, each variant's files, size and cost, and the parity figures."""
-    all_variants = {contract.DEFAULT_VARIANT: blobs, **(variants or {})}
+    all_variants = {contract.DEFAULT_VARIANT: fp32_graphs, **(variants or {})}
     files: dict[str, Any] = {}
     summary: dict[str, Any] = {}
-    fp32_size = sum(len(b) for b in blobs.values())
+    fp32_size = sum(len(b) for b in fp32_graphs.values())
     for name, graphs in all_variants.items():
         variant = contract.VARIANTS[name]
         for graph, blob in graphs.items():
@@ -260,7 +262,7 @@ def build_manifest(
             files[variant.file(graph)]["source_checkpoint_sha256"] = checkpoint_sha256[graph]
         size = sum(len(b) for b in graphs.values())
         summary[name] = {
-            "description": describe_variant(variant, blobs),
+            "description": describe_variant(variant, fp32_graphs),
             "files": {g: variant.file(g) for g in graphs},
             "batch": variant.batch,
             "format": "ort" if variant.suffix.endswith(".ort") else "onnx",
@@ -318,11 +320,11 @@ def export_model(
     real, real_source = validation_images(Path(checkpoints), pair.encoder.config)
     if score_images is None and real_source is not None:
         score_images, score_source = real, f"{real_source} (training images)"
-    config, blobs = build_graphs(pair, opset)
+    config, fp32_graphs = build_graphs(pair, opset)
     return export_traced(
         pair.encoder,
         pair.decoder,
-        blobs,
+        fp32_graphs,
         pair.sha256,
         out,
         opset,
@@ -363,7 +365,7 @@ def validation_images(folder: Path, config: VAEConfig) -> tuple[Any, str | None]
 def export_traced(
     encoder: nn.Module,
     decoder: nn.Module,
-    blobs: dict[str, bytes],
+    fp32_graphs: dict[str, bytes],
     sha256: dict[str, str],
     out: str | os.PathLike[str],
     opset: int,
@@ -375,7 +377,8 @@ def export_traced(
 ) -> tuple[list[Path], dict[str, Any]]:
     """The gates every pair goes through after tracing, then the writes: parity on each device,
     golden vectors, variants with their cost, score statistics, the manifest (written last)."""
-    from edgevae.runtime.model import ModelFiles, seal_manifest
+    from edgevae.runtime.files import ModelFiles
+    from edgevae.runtime.manifest import seal_manifest
     from edgevae.runtime.vae import VAE
 
     from .calibrate import calibrate_scores
@@ -385,18 +388,18 @@ def export_traced(
 
     config = encoder.config
     parity = {
-        device: validate_parity(measure_parity(encoder, decoder, blobs, device, real=real), device)
+        device: validate_parity(measure_parity(encoder, decoder, fp32_graphs, device, real=real), device)
         for device in devices
     }
     golden_data, golden_spec = build_golden(encoder, decoder, real)
     staged = ModelFiles(
         Path(out),
         {"config": config.to_dict(), "files": {}},
-        blobs,
+        fp32_graphs,
         {contract.GOLDEN_DATA_FILE: golden_data, contract.GOLDEN_SPEC_FILE: golden_spec},
     )
     check_golden(staged, devices)
-    variants, variant_extras = build_variants(blobs)
+    variants, variant_extras = build_variants(fp32_graphs)
     fp32 = VAE(staged, device="cpu")
     figures = {contract.DEFAULT_VARIANT: measure_variant(fp32, fp32, real)}
     for name, graphs in variants.items():
@@ -408,10 +411,10 @@ def export_traced(
     stats, density = calibrate_scores(staged, score_images, score_source, score_labels)
     extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json(), contract.SCORE_DENSITY_FILE: density}
     extras.update(variant_extras)
-    files = {contract.GRAPHS[g].file: b for g, b in blobs.items()}
+    files = {contract.GRAPHS[g].file: b for g, b in fp32_graphs.items()}
     files.update({contract.VARIANTS[n].file(g): b for n, graphs in variants.items() for g, b in graphs.items()})
     files.update(extras)
-    manifest = build_manifest(out, config, blobs, opset, parity, sha256, extras, variants, figures)
+    manifest = build_manifest(out, config, fp32_graphs, opset, parity, sha256, extras, variants, figures)
     files[contract.MANIFEST_FILE] = seal_manifest(manifest)
     paths = []
     with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last

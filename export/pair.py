@@ -204,7 +204,7 @@ def export_pair(
     sha = {"encoder": module_sha256(encoder), "decoder": module_sha256(decoder)}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
-        blobs = trace_pair(enc, dec, sha, opset)
+        graphs = trace_pair(enc, dec, sha, opset)
     traced = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
     if traced:
         raise refuse(
@@ -212,5 +212,5 @@ def export_pair(
             f"tracing warned: {str(traced[0].message).splitlines()[0]}",
         )
     source = f"{len(rows)} example images given to export_pair"
-    paths, _ = export_traced(enc, dec, blobs, sha, out_dir, opset, devices, rows, rows, source)
+    paths, _ = export_traced(enc, dec, graphs, sha, out_dir, opset, devices, rows, rows, source)
     return paths

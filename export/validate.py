@@ -18,9 +18,10 @@ import torch
 
 from edgevae.runtime import contract
 from edgevae.runtime.devices import PROVIDERS
-from edgevae.runtime.errors import DeviceError, EdgeVAEError, ModelError
-from edgevae.runtime.model import ModelFiles, make_session_options, start_session
+from edgevae.runtime.errors import DeviceError, EdgeVAEError, ModelError, SelftestError
+from edgevae.runtime.files import ModelFiles
 from edgevae.runtime.selftest import max_excess, run_selftest
+from edgevae.runtime.sessions import make_session_options, start_session
 from edgevae.train.model import Decoder, Encoder, reparameterize
 
 BATCH_SIZES = (1, 7, 64, 4096)
@@ -28,10 +29,6 @@ BATCH_SIZES = (1, 7, 64, 4096)
 
 class ValidationError(EdgeVAEError):
     """An exported graph does not compute what PyTorch computes."""
-
-
-class SelftestError(ValidationError):
-    """The golden vectors do not replay within tolerance on the exported graphs."""
 
 
 class ShapeError(ValidationError):
@@ -110,7 +107,8 @@ def max_diff(got: np.ndarray, want: np.ndarray, output: str = "") -> float:
 
 
 def check_golden(files: ModelFiles, devices: tuple[str, ...] | list[str]) -> None:
-    """Replay the golden vectors with the runtime's self-test on each device; SelftestError if any fails."""
+    """Replay the golden vectors with the runtime's self-test on each device; the runtime's
+    SelftestError (CLIs exit 1, as `edgevae selftest` does) if any fails."""
     from edgevae.runtime.vae import VAE
 
     for device in devices:
@@ -130,7 +128,7 @@ def parity_batches(pixels: int) -> tuple[int, ...]:
 def measure_parity(
     encoder: Encoder,
     decoder: Decoder,
-    blobs: dict[str, bytes],
+    graphs: dict[str, bytes],
     device: str = "cpu",
     batch_sizes: tuple[int, ...] | None = None,
     seed: int = 0,
@@ -141,8 +139,8 @@ def measure_parity(
 
     encoder = encoder.eval().cpu()
     decoder = decoder.eval().cpu()
-    enc = make_session(blobs["encoder"], device)
-    dec = make_session(blobs["decoder"], device)
+    enc = make_session(graphs["encoder"], device)
+    dec = make_session(graphs["decoder"], device)
     specs = contract.graphs_for(encoder.config.likelihood)
     names_e, names_d = specs["encoder"].output_names, specs["decoder"].output_names
     decoder_graph = DecoderGraph(decoder)

@@ -32,7 +32,8 @@ from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from edgevae.runtime import contract
-from edgevae.runtime.model import ModelFiles
+from edgevae.runtime.files import ModelFiles
+from edgevae.runtime.noise import NOISE_SCHEME
 from edgevae.runtime.selftest import max_excess, run_rows
 from edgevae.runtime.vae import VAE
 
@@ -254,6 +255,7 @@ def measure_variant(fp32: VAE, other: VAE, real: np.ndarray) -> dict[str, Any]:
             "images": len(xb),
             "k": ev["k"],
             "seed": ev["seed"],
+            "noise": NOISE_SCHEME,  # the importance noise the seed keys (runtime/noise.py)
             "data": data,
             **({} if mnist else {"bits_per_dim": per_dim}),
         },

@@ -24,11 +24,11 @@ import numpy as np
 from . import __version__
 from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
 from .devices import PROVIDERS, add_device_argument
-from .errors import DeviceError, EdgeVAEError, SelftestFailed, run_cli
+from .errors import DeviceError, EdgeVAEError, SelftestError, run_cli
+from .files import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, ModelFiles, find_model_dir, list_packaged_models
 from .images import GRID_BYTES_PER_PIXEL, STDOUT, Output, plan_output, read_images, save_grid, write_output
-from .likelihood import DEFAULT_SCORE, PERCENTILES, SCORES
 from .limits import MEMORY_BUDGET_ENV, check_amount, check_seed, parse_size
-from .model import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, ModelFiles, find_model_dir, list_packaged_models
+from .scores import DEFAULT_SCORE, PERCENTILES, SCORE_COLUMNS, SCORES
 
 if TYPE_CHECKING:
     from .vae import VAE
@@ -50,7 +50,8 @@ def size_value(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def common_options() -> argparse.ArgumentParser:
+    """The options every subcommand takes: which model, device, variant, threads, memory budget."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--model",
@@ -78,14 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"bytes (or 512M, 8G) that bound -n, --steps, -k and input sizes (default: ${MEMORY_BUDGET_ENV}, else 2G)",
     )
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
     p = argparse.ArgumentParser(
         prog="edgevae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    add_image_commands(sub, common)
+    add_score_command(sub, common)
+    sub.add_parser(
+        "selftest",
+        parents=[common],
+        help="replay the golden vectors (PyTorch outputs) on this device; exit 1 on any failure",
+    )
+    sub.add_parser("info", parents=[common], help="model metadata, file checksums, providers, self-test")
+    return p
+
+
+def add_image_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """sample, reconstruct and interpolate."""
     s = sub.add_parser("sample", parents=[common], help="decode random latents into a grid of digits")
     s.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
-    s.add_argument("--seed", type=seed_value, default=0, help="numpy seed for z ~ N(0, I) (default: 0)")
+    s.add_argument(
+        "--seed", type=seed_value, default=0, help="seed of the latents z ~ N(0, I), an int in [0, 2**128) (default: 0)"
+    )
     s.add_argument(
         "-o",
         "--output",
@@ -107,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("b", help="second image (.png, or .npy holding one image)")
     i.add_argument("--steps", type=int, default=10, help="images along the path, ends included (default: 10)")
     i.add_argument("-o", "--output", default="interpolation.png", help=".png or .npy (default: interpolation.png)")
+
+
+def add_score_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """score, its choices read from the score registry (scores.py)."""
     c = sub.add_parser("score", parents=[common], help="how unusual each image is (higher = more unusual), as CSV")
     c.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png")
     c.add_argument(
@@ -119,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--score",
         choices=sorted(SCORES),
         default=DEFAULT_SCORE,
-        help=f"which score (default: {DEFAULT_SCORE}); see docs/likelihood.md",
+        help=f"which score (default: {DEFAULT_SCORE}): "
+        + "; ".join(f"{name}: {score.description}" for name, score in SCORES.items()),
     )
     c.add_argument("--seed", type=seed_value, default=0, help="seed of the importance-sampling noise (default: 0)")
     c.add_argument(
@@ -130,13 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: no flags)",
     )
     c.add_argument("-o", "--output", default="-", help=".csv file (default: -, standard output)")
-    sub.add_parser(
-        "selftest",
-        parents=[common],
-        help="replay the golden vectors (PyTorch outputs) on this device; exit 1 on any failure",
-    )
-    sub.add_parser("info", parents=[common], help="model metadata, file checksums, providers, self-test")
-    return p
 
 
 def resolve_threshold(vae: VAE, text: str | None, score: str) -> tuple[float | None, str]:
@@ -161,12 +180,11 @@ def format_scores(result: Any, threshold: float | None) -> str:
     """CSV: index, score, nll, complexity_nats, density_nll[, flagged]."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    header = ["index", "score", "nll", "complexity_nats", "density_nll"]
-    writer.writerow(header + (["flagged"] if threshold is not None else []))
-    rows = zip(result.score, result.nll, result.complexity, result.density, strict=True)
-    for i, (s, nll, c, d) in enumerate(rows):
-        row = [i, f"{s:.6g}", f"{nll:.6g}", f"{c:.6g}", f"{d:.6g}"]
-        writer.writerow(row + ([int(s > threshold)] if threshold is not None else []))
+    writer.writerow(["index", *SCORE_COLUMNS] + (["flagged"] if threshold is not None else []))
+    rows = zip(*(getattr(result, name) for name in SCORE_COLUMNS), strict=True)
+    for i, values in enumerate(rows):
+        flag = [int(values[0] > threshold)] if threshold is not None else []
+        writer.writerow([i, *(f"{v:.6g}" for v in values), *flag])
     return buf.getvalue()
 
 
@@ -204,10 +222,11 @@ def selftest_lines(vae: VAE, model: str, threads: int | None, variants: list[str
     return lines, failed
 
 
-def describe_variant(name: str, v: dict[str, Any], folder: Any) -> str:
+def describe_variant(files: ModelFiles, name: str) -> str:
     """One `edgevae info` line for a manifest variant; a malformed entry is a ModelError."""
     from .errors import ModelError
 
+    v, folder = files.variants[name], files.folder
     try:
         change = v.get("log_likelihood_change", {})
         cost = (
@@ -216,7 +235,10 @@ def describe_variant(name: str, v: dict[str, Any], folder: Any) -> str:
             else "not measured"
         )
         diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
-        devices = "+".join(v.get("devices", VARIANTS[name].devices if name in VARIANTS else ("cpu", "cuda")))
+        known = name in VARIANTS  # else a variant newer than this runtime: what its entry says
+        devices = "+".join(
+            ModelFiles(folder, files.manifest, {}, variant=name).devices if known else v.get("devices", ["cpu", "cuda"])
+        )
         return (
             f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
             f"cost {cost}  pixel |diff| {diff:.1e}  for {devices}  {v.get('description', '')}"
@@ -305,13 +327,13 @@ def cmd_selftest(args: argparse.Namespace) -> str:
     lines = [header(args, vae)] + [c.line() for c in report.checks]
     lines.append(f"selftest on {report.provider}: {report.summary()}")
     if not report.passed:
-        raise SelftestFailed("\n".join(lines))
+        raise SelftestError("\n".join(lines))
     return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> str:
     """Metadata, every file's checksum, the variants, and the self-test of every variant on every
-    device; exit 1 (SelftestFailed) when any check failed, after running all of them."""
+    device; exit 1 (SelftestError) when any check failed, after running all of them."""
     import onnxruntime as ort
 
     vae = load_vae(args)
@@ -324,7 +346,7 @@ def cmd_info(args: argparse.Namespace) -> str:
         f"opset: {m.get('opset')}  min onnxruntime: {m.get('min_onnxruntime')}  "
         f"versions: {json.dumps(m.get('versions', {}), sort_keys=True)}",
     ]
-    verified = set(vae.files.extras) | {vae.files.spec.file(g) for g in vae.files.blobs}
+    verified = set(vae.files.extras) | {vae.files.spec.file(g) for g in vae.files.graphs}
     for name, entry in m["files"].items():
         state = "verified" if name in verified else "listed; verified when its variant loads"
         lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  ({state})")
@@ -333,15 +355,15 @@ def cmd_info(args: argparse.Namespace) -> str:
         "pixel |diff|: max against fp32 over reconstructed real digits):"
     )
     present = vae.files.variants
-    for name, v in sorted(present.items(), key=lambda kv: list(VARIANTS).index(kv[0]) if kv[0] in VARIANTS else 99):
-        lines.append(describe_variant(name, v, vae.files.folder))
+    for name in sorted(present, key=lambda n: list(VARIANTS).index(n) if n in VARIANTS else 99):
+        lines.append(describe_variant(vae.files, name))
     lines.append(f"onnxruntime {ort.__version__}; available providers: {', '.join(ort.get_available_providers())}")
     lines.append(f"active providers: {', '.join(vae.providers)}")
     checks, failed = selftest_lines(vae, args.model, args.threads, [n for n in VARIANTS if n in present])
     lines.extend(checks)
     if failed:
         lines.append(f"info: {failed} check(s) failed")
-        raise SelftestFailed("\n".join(lines))
+        raise SelftestError("\n".join(lines))
     return "\n".join(lines)
 
 

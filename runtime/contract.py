@@ -127,6 +127,7 @@ SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images 
 SCORE_DENSITY_FILE = "score_density.npz"
 GOLDEN_FORMAT = "edgevae-golden"
 SCORE_STATS_FORMAT = "edgevae-score-stats"
+SCORE_STATS_VERSION = 2  # 2: per-score statistics, made under noise.NOISE_SCHEME (1: numpy default_rng(seed) noise)
 MANIFEST_FORMAT = "edgevae-model"
 MANIFEST_VERSION = 1
 
@@ -202,7 +203,9 @@ VARIANTS = {
             ".int8.onnx",
             "weights int8 per channel, dynamic quantization (MatMulInteger); encoder layers after the first: float16",
             budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.15, 0.5), strict=True)),
-            nll_budget=0.1,
+            # the measured change itself varies with the noise: default 0.09-0.13 nats over seeds 0-3
+            # (0.08-0.13 under the noise before noise.py), large 0.05-0.10; 0.1 was met by seed 0's draw
+            nll_budget=0.15,
             bpd_budget=1e-2,
         ),
         Variant(

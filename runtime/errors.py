@@ -37,10 +37,14 @@ class MissingDependencyError(EdgeVAEError, ImportError):
     """An optional package is needed for this feature; the message names the extra to install."""
 
 
-class SelftestFailed(EdgeVAEError):
-    """Golden vectors did not replay within tolerance on this device (CLIs exit 1, not 2)."""
+class SelftestError(EdgeVAEError):
+    """Golden vectors did not replay within tolerance on this device (`edgevae selftest` and `info`,
+    and the export's own replay of them); CLIs print the report and exit 1, not 2."""
 
     exit_code = 1
+
+
+SelftestFailed = SelftestError  # its name in 0.1.0
 
 
 EXIT_ERROR = 2
@@ -49,11 +53,11 @@ EXIT_INTERRUPTED = 130
 
 def run_cli(body: Callable[[], int], prog: str, debug: bool = False, interrupted: str = "interrupted") -> int:
     """Run a CLI's body: domain errors and ValueError become one line on stderr and exit 2
-    (SelftestFailed prints its report and exits 1); anything else propagates with its traceback.
+    (SelftestError prints its report and exits 1); anything else propagates with its traceback.
     With debug=True domain errors propagate too."""
     try:
         return body()
-    except SelftestFailed as exc:
+    except SelftestError as exc:
         if debug:
             raise
         print(exc)

@@ -13,8 +13,9 @@ a folder of Parquet files with the input's other columns, in the input's order.
 From Python, `score_dataset`, `reconstruct_dataset` and `sample_dataset` take and give
 `ray.data.Dataset`s. Each actor holds one `VAE` (sessions are built in the actor, never pickled)
 with `threads` intra-op threads and asks Ray for as many CPUs. Results equal the single-process
-runtime's bit for bit: a score uses the same noise for every image, and sample row i decodes
-z_i = default_rng([seed, i]).standard_normal(latent), whatever the partitioning.
+runtime's bit for bit: a score uses the same noise for every image, and sample row i decodes row i
+of the noise scheme's LATENT stream (runtime/noise.py), the latent of `VAE.sample(n, seed)[i]`,
+whatever the partitioning.
 Needs the ray extra: pip install 'edgevae[cpu,ray]'.
 """
 
@@ -31,7 +32,9 @@ from . import __version__
 from .contract import DEFAULT_VARIANT
 from .devices import add_device_argument, resolve_device
 from .errors import InputError, MissingDependencyError, run_cli
-from .likelihood import DEFAULT_SCORE, SCORES
+from .limits import check_seed
+from .noise import Noise
+from .scores import DEFAULT_SCORE, SCORE_COLUMNS, SCORES, get_score
 
 if TYPE_CHECKING:
     import ray.data
@@ -70,22 +73,24 @@ class VAEBatch:
 
         self.vae = VAE(model, device=device, variant=variant, threads=threads)
         self.task, self.column, self.k, self.seed, self.score = task, column, k, seed, score
+        self.noise = Noise()
+
+    def latents(self, ids: np.ndarray) -> np.ndarray:
+        """Rows `ids` of the LATENT stream under the seed, one draw per run of consecutive ids."""
+        cuts = np.flatnonzero(np.diff(ids) != 1) + 1
+        runs = np.split(ids, cuts)
+        return np.concatenate([self.noise.latent(self.seed, len(r), self.vae.latent, int(r[0])) for r in runs])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.task == "sample":
-            ids = np.asarray(batch["id"])
-            z = np.stack(
-                [np.random.default_rng([self.seed, int(i)]).standard_normal(self.vae.latent, np.float32) for i in ids]
-            )
-            return {"id": ids, IMAGE: self.vae.decode(z).reshape(len(ids), -1)}
+            ids = np.asarray(batch["id"], np.int64)
+            return {"id": ids, IMAGE: self.vae.decode(self.latents(ids)).reshape(len(ids), -1)}
         column = batch[self.column]
         x = np.stack(list(column)) if column.dtype == object else column  # Parquet lists arrive as objects
         out = {name: values for name, values in batch.items() if name != self.column}
         if self.task == "score":
             result = self.vae.score(x, score=self.score, k=self.k, seed=self.seed)
-            out.update(
-                score=result.score, nll=result.nll, complexity_nats=result.complexity, density_nll=result.density
-            )
+            out.update({name: getattr(result, name) for name in SCORE_COLUMNS})
         else:
             out["reconstruction"] = self.vae.reconstruct(x).reshape(len(x), -1)
         return out
@@ -113,12 +118,7 @@ def map_vae(
     Input already in the object store (`split_blocks`, `ray.data.from_numpy`) needs none, so there
     every CPU can hold an actor."""
     ray = import_ray()
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {sorted(SCORES)}; got {score!r}")
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads per actor must be an int >= 1; got {threads!r}")
+    check_options(task, score, threads, seed)
     if actors is None:  # one CPU stays free for the tasks that read the input (else they can starve)
         actors = max(1, (int(ray.cluster_resources().get("CPU", 1)) - 1) // threads)
     # A Dataset runs with the DataContext it was created with: keep the order there.
@@ -144,8 +144,18 @@ def map_vae(
     )
 
 
+def check_options(task: str, score: str, threads: int, seed: int) -> None:
+    """ValueError for a task, score, threads or seed that map_vae cannot take (before Ray starts work)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    get_score(score)  # the registry's names (scores.py)
+    check_seed(seed)
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads per actor must be an int >= 1; got {threads!r}")
+
+
 def score_dataset(ds: ray.data.Dataset, **options: Any) -> ray.data.Dataset:
-    """Columns score, nll, complexity_nats and density_nll (see `VAE.score`) beside the input's other columns."""
+    """Columns SCORE_COLUMNS (see `VAE.score`) beside the input's other columns."""
     return map_vae(ds, "score", **options)
 
 
@@ -155,7 +165,8 @@ def reconstruct_dataset(ds: ray.data.Dataset, **options: Any) -> ray.data.Datase
 
 
 def sample_dataset(n: int, seed: int = 0, **options: Any) -> ray.data.Dataset:
-    """Rows id, image: image i decoded from z_i = default_rng([seed, i]).standard_normal(latent)."""
+    """Rows id, image: image i decoded from the noise scheme's LATENT row i under `seed`, as
+    `VAE.sample(n, seed)[i]` is (runtime/noise.py)."""
     ray = import_ray()
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1; got {n!r}")
@@ -237,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_argument(p, "cpu or cuda per actor; auto: cuda when the cluster has GPUs (default: auto)")
     p.add_argument("-k", type=int, default=None, help="score: importance samples (default: the model's, 16)")
     p.add_argument("--score", choices=sorted(SCORES), default=DEFAULT_SCORE, help=f"default: {DEFAULT_SCORE}")
-    p.add_argument("--seed", type=int, default=0, help="score noise / sample latents (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="score noise / sample latents, in [0, 2**128) (default: 0)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 

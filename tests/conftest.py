@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import onnxruntime as ort
@@ -63,6 +65,15 @@ def need(*modules: str) -> None:
     caller = Path(sys._getframe(1).f_code.co_filename).name
     for name in modules:
         pytest.importorskip(name, reason=f"{caller} needs {name}, which is not installed: {EXTRAS[name]}")
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/NAME.py as a module (bench/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assert_same_bytes(got: bytes, want: bytes, message: str) -> None:

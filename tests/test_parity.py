@@ -16,10 +16,12 @@ from conftest import need
 need("torch", "onnx")
 
 import torch
+from noise_reference import reference_rows
 
 from edgevae.export.convert import build_graphs
 from edgevae.export.validate import measure_parity
 from edgevae.runtime import VAE, contract
+from edgevae.runtime.noise import LATENT
 from edgevae.train import checkpoint
 from edgevae.train.model import reparameterize
 
@@ -81,7 +83,7 @@ def test_runtime_matches_pytorch(
     assert np.abs(vae.decode(ref["z"]).reshape(batch, -1) - ref["mean_of_z"]).max() <= tol
     # reconstruct: deterministic through mu; stochastic through z with eps drawn from the seed
     assert np.abs(vae.reconstruct(x).reshape(batch, -1) - ref["mean_of_mu"]).max() <= tol
-    seeded_eps = np.random.Generator(np.random.Philox(key=11)).standard_normal((batch, 20), dtype=np.float32)
+    seeded_eps = reference_rows(11, LATENT, 0, 0, batch, 20)  # the noise scheme's draw, written out
     ref_seeded = torch_reference(ckpt, x, seeded_eps)
     got = vae.reconstruct(x, stochastic=True, seed=11).reshape(batch, -1)
     assert np.abs(got - ref_seeded["mean_of_z"]).max() <= tol
@@ -92,7 +94,7 @@ def test_sample_matches_pytorch_given_the_same_z(model_case: tuple[Path, Path], 
     ckpt, model_dir = model_case
     vae = VAE(model_dir, device=device)
     images = vae.sample(64, seed=42)
-    z = np.random.Generator(np.random.Philox(key=42)).standard_normal((64, 20), dtype=np.float32)  # the documented draw
+    z = reference_rows(42, LATENT, 0, 0, 64, 20)  # the documented draw (runtime/noise.py)
     _, decoder = checkpoint.load_pair(ckpt)
     with torch.no_grad():
         ref = torch.sigmoid(decoder(torch.from_numpy(z))).numpy().reshape(64, 28, 28)

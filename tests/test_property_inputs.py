@@ -20,8 +20,10 @@ need("torch", "hypothesis")
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from noise_reference import reference_rows
 
 from edgevae.runtime import VAE
+from edgevae.runtime.noise import IMPORTANCE, LATENT
 from edgevae.train import checkpoint
 from edgevae.train.evaluate import elbo_terms, iw_log_likelihood
 from edgevae.train.model import reparameterize
@@ -174,7 +176,7 @@ def test_log_likelihood(case: tuple[object, np.ndarray | None], k: int) -> None:
 @given(case=images())
 def test_score(case: tuple[object, np.ndarray | None]) -> None:
     k = 4
-    common = np.random.default_rng(0).standard_normal((k, 1, 20), dtype=np.float32)
+    common = reference_rows(0, IMPORTANCE, 0, 0, k, 20)[:, None]  # every image: importance stream 0 (noise.py)
 
     def ref(x: np.ndarray) -> np.ndarray:
         eps = torch.from_numpy(np.broadcast_to(common, (k, len(x), 20)).copy())
@@ -252,7 +254,7 @@ def test_sample(n: object, seed: object) -> None:
     got = VAE_.sample(n, seed=seed)  # type: ignore[arg-type]
     assert got.shape == (n, 28, 28) and np.isfinite(got).all() and got.min() >= 0 and got.max() <= 1
     if seed is not None:
-        z = np.random.Generator(np.random.Philox(key=seed)).standard_normal((n, 20), dtype=np.float32)
+        z = reference_rows(seed, LATENT, 0, 0, n, 20)  # the documented draw (runtime/noise.py)
         with torch.no_grad():
             want = torch.sigmoid(DECODER(torch.from_numpy(z))).numpy().reshape(n, 28, 28)
         assert np.abs(got - want).max() <= 1e-5

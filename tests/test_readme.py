@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from edgevae.runtime import __version__, contract
-from edgevae.runtime.likelihood import PERCENTILES
+from edgevae.runtime.scores import PERCENTILES
 
 from conftest import need
 
@@ -436,7 +436,7 @@ def test_speed_prose_is_the_bench_file() -> None:
         "1024 x 784 outputs",
     )
     assert sorted(targets) and bench["rounds"] == 5
-    from edgevae.runtime.vae import WIDE_ROWS
+    from edgevae.runtime.sessions import WIDE_ROWS
 
     says("docs/speed.md", f"runs batches under {WIDE_ROWS} rows on single-thread sessions")
 
@@ -523,7 +523,7 @@ def test_cuda_page_keeps_the_provenance_of_its_figures() -> None:
 def test_reliability_bounds_are_the_code_s() -> None:
     from edgevae.runtime.images import MAX_IMAGE_PIXELS
     from edgevae.runtime.limits import DEFAULT_MEMORY_BUDGET, MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, MAX_SIDE_FILE_BYTES
-    from edgevae.runtime.vae import Z_LIMIT
+    from edgevae.runtime.operations import Z_LIMIT
 
     side = math.isqrt(MAX_IMAGE_PIXELS)
     says(

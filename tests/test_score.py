@@ -16,13 +16,14 @@ from conftest import need
 
 need("torch", "onnx")
 
-from edgevae.export.outliers import auroc, make_sets
 from edgevae.runtime import VAE, ModelError, contract
 from edgevae.runtime.cli import main
 from edgevae.runtime.likelihood import DEFAULT_SCORE, SCORES
 from edgevae.runtime.model import seal_manifest
 
-from conftest import SHIPPED_MODEL
+from conftest import SHIPPED_MODEL, load_bench
+
+auroc, make_sets = load_bench("outliers").auroc, load_bench("outliers").make_sets
 
 # Floors for the default score against MNIST test digits: 0.99 for every set, as asked. Letters are the
 # hard set, with the least margin over the floor; what bench/ood.py measured on the shipped models is in
@@ -101,7 +102,7 @@ def test_density_nll_is_the_mixture_density_written_out() -> None:
     """ScoreDensity.nll against the textbook formula: -log sum_m w_m N(f; m_m, C_m) with C_m's
     inverse and determinant taken directly, over several blocks of rows."""
     from edgevae.export.calibrate import precision_factors
-    from edgevae.runtime.likelihood import ScoreDensity
+    from edgevae.runtime.mixture import ScoreDensity
 
     rng = np.random.default_rng(3)
     m, d = 3, 4
@@ -143,7 +144,7 @@ def test_the_fitted_density_finds_known_clusters_and_weighs_classes_by_their_sha
 
 
 def test_score_density_is_listed_checked_and_shaped(tmp_path: Path, real_digits: np.ndarray) -> None:
-    from edgevae.runtime.likelihood import ScoreDensity
+    from edgevae.runtime.mixture import ScoreDensity
 
     manifest = json.loads((SHIPPED_MODEL / contract.MANIFEST_FILE).read_text())
     assert contract.SCORE_DENSITY_FILE in manifest["files"]

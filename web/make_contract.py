@@ -19,7 +19,8 @@ from typing import Any
 
 from edgevae.runtime import contract
 from edgevae.runtime.atomic import write_bytes_atomic
-from edgevae.runtime.model import MANIFEST_CHECKSUM, packaged_models_dir
+from edgevae.runtime.files import packaged_models_dir
+from edgevae.runtime.manifest import MANIFEST_CHECKSUM
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_JS = REPO / "web" / "contract.js"

@@ -1,6 +1,6 @@
 """Sets of unusual inputs, to choose and check the runtime's unusual-input score against digits.
 
-    python bench/ood.py   # the AUROC table in docs/likelihood.md, from these sets
+    python bench/ood.py   # the AUROC table in docs/likelihood.md, from these sets (tests/test_score.py uses them too)
 
 Each maker returns (n, 784) float32 images in [0, 1] from a seeded numpy generator, so every
 figure is repeatable. `digits` are the MNIST images the sets are compared with (test split).
