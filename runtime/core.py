@@ -68,6 +68,9 @@ class Core:
         self.output_shape = self.layout.shape  # (H, W) grey, (H, W, C) colour: what images come back as
         self.chunk_size = 1 if self.fixed_batch is not None else self._plan_chunks(chunk_size)
         self._noise = Noise()
+        # decode's hot path at small batches, fixed once: the runner, the output asked for, the shape
+        self._decode_one = self.loaded.runners["decoder"]
+        self._mean_only, self._image_rows = [contract.MEAN], (-1, *self.output_shape)
 
     def _plan_chunks(self, chunk_size: int | None) -> int:
         """Rows per run: chunk_size, else as many as the budget holds up to DEFAULT_CHUNK."""
@@ -166,8 +169,10 @@ class Core:
     def _check_images(self, x: Any, name: str = contract.X) -> tuple[np.ndarray, bool]:
         return check_images(x, self.layout, self.chunk_size, name)
 
-    def _check_latent(self, z: Any, name: str, batch: int | None = None) -> tuple[np.ndarray, bool]:
-        return check_latent(z, name, self.latent, batch)
+    def _check_latent(
+        self, z: Any, name: str, batch: int | None = None, limit: float | None = None
+    ) -> tuple[np.ndarray, bool]:
+        return check_latent(z, name, self.latent, batch, limit)
 
     def _one_image(self, x: Any, name: str) -> np.ndarray:
         xs, _ = self._check_images(x, name)

@@ -43,8 +43,11 @@ def image_rows(layout: ImageLayout, shape: tuple[int, ...], name: str = contract
     return int(shape[0]), False
 
 
-def check_latent(z: Any, name: str, latent: int, batch: int | None = None) -> tuple[np.ndarray, bool]:
-    """Validated latents or noise: (N, latent) or (latent,), finite, float; batch must match."""
+def check_latent(
+    z: Any, name: str, latent: int, batch: int | None = None, limit: float | None = None
+) -> tuple[np.ndarray, bool]:
+    """Validated latents or noise: (N, latent) or (latent,), finite, float; batch must match. With
+    `limit`, values beyond +-limit are clipped to it (see `finite_within`)."""
     if type(z) is np.ndarray and z.dtype == np.float32 and z.flags.c_contiguous:
         arr = z  # the common case, kept cheap: no conversion
     else:
@@ -66,10 +69,26 @@ def check_latent(z: Any, name: str, latent: int, batch: int | None = None) -> tu
             "(no broadcasting: give one eps row per image)"
         )
     out = np.ascontiguousarray(arr, dtype=np.float32)
+    if limit is not None and finite_within(out, limit):
+        return out, is_single  # decode's common case: one pass decides both
     if not all_finite(out):
         bad = int(np.argwhere(~np.isfinite(out))[0][0])
         raise ValueError(f"{name}: expected finite values; got NaN or Inf (first in row {bad})")
+    if limit is not None:
+        out = np.clip(out, -limit, limit)
     return out, is_single
+
+
+def finite_within(arr: np.ndarray, limit: float) -> bool:
+    """True when every value is finite and the sum of squares is at most limit**2 (so every |value| is
+    within limit, up to float32 rounding for large arrays); NaN and Inf make the sum NaN or Inf. False
+    says nothing for sure: the caller then checks exactly."""
+    flat = arr.reshape(-1)
+    if flat.size <= 256:  # few values: squares in float64, which float32 values cannot overflow
+        wide = flat.astype(np.float64)
+        return bool(np.dot(wide, wide) <= limit * limit)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow float32: the exact path decides
+        return bool(np.dot(flat, flat) <= limit * limit)
 
 
 def check_noise(eps: Any, shape: tuple[int, int, int]) -> np.ndarray:
