@@ -107,6 +107,8 @@ def test_an_interrupted_commit_leaves_the_old_set_or_the_new_one(
     for _ in range(2):  # before and after finish_commit (a training start calls it)
         pair = checkpoint.load_checkpoints(tmp_path)  # verified, one run and epoch
         assert pair.encoder.config == pair.decoder.config
+        for kind, path in pair.paths.items():  # the file a load read, pending or not, reads back verified
+            assert checkpoint.read_file(path)["epoch"] == survivor, (kind, path.name)
         for name in (checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, checkpoint.STATE_FILE):
             assert checkpoint.read_file(tmp_path / name)["epoch"] == survivor, name
         checkpoint.finish_commit(tmp_path)

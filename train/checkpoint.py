@@ -63,6 +63,15 @@ def pending_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.pending")
 
 
+def committed_path(path: Path) -> Path:
+    """NAME for .NAME.pending: the name the record knows a file by (a load reports the pending path
+    when it read the file there, after a kill between a commit's record and its renames)."""
+    name = path.name
+    if name.startswith(".") and name.endswith(".pending"):
+        return path.with_name(name[1 : -len(".pending")])
+    return path
+
+
 def sha256_of(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
@@ -124,8 +133,8 @@ def read_verified(path: str | os.PathLike[str]) -> tuple[bytes, str, Path]:
     """(bytes, their sha256, the file read) of a checkpoint whose bytes match its line in the record.
 
     After a kill between a commit's record and its renames, the whole new file still waits as
-    .NAME.pending; it is read when it, and not NAME, has the recorded sha256."""
-    path = Path(path)
+    .NAME.pending; it is read when it, and not NAME, has the recorded sha256 (either path may be given)."""
+    path = committed_path(Path(path))
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory, not a file")
     if not path.is_file() and not pending_path(path).is_file():
