@@ -30,6 +30,7 @@ MODEL = REPO / "runtime" / "models" / "default"
 CHECKPOINTS = REPO / "artifacts" / "checkpoints"
 OPS = ("encoder", "decoder", "sample", "reconstruct")
 BATCHES = (1, 64, 1024)
+LIKELIHOOD_K = 1000  # importance samples of the log_likelihood cells (bench/run.py counts their FLOPs)
 
 
 def time_calls(fn: Callable[[], object], budget_s: float, max_calls: int = 3000) -> list[float]:
@@ -140,7 +141,22 @@ def runtime_cells(threads: int | None, variant: str) -> dict[str, Callable[[int]
         x = inputs(batch)[0]
         return lambda: vae.reconstruct(x)
 
-    return {"encoder": encode, "decoder": decode, "sample": sample, "reconstruct": reconstruct}
+    def log_likelihood(batch: int) -> Callable[[], object]:
+        x = inputs(batch)[0]
+        return lambda: vae.log_likelihood(x, k=LIKELIHOOD_K, seed=0)
+
+    def score(batch: int) -> Callable[[], object]:
+        x = inputs(batch)[0]
+        return lambda: vae.score(x)  # the default score, k of the model's statistics
+
+    return {
+        "encoder": encode,
+        "decoder": decode,
+        "sample": sample,
+        "reconstruct": reconstruct,
+        "log_likelihood": log_likelihood,
+        "score": score,
+    }
 
 
 def gemm_cells(threads: int, budget_s: float) -> dict[str, list[float]]:

@@ -131,9 +131,9 @@ def variants_table() -> str:
 def devices_table() -> str:
     from edgevae.runtime import contract
 
-    rows = ["| variant | devices | why not the others |", "|---|---|---|"]
+    rows = ["| variant | devices | why not the others | on CUDA |", "|---|---|---|---|"]
     for v in contract.VARIANTS.values():
-        rows.append(f"| {v.name} | {', '.join(v.devices)} | {v.not_for} |".replace("|  |", "| |"))
+        rows.append(f"| {v.name} | {', '.join(v.devices)} | {v.not_for} | {v.on_cuda} |".replace("|  |", "| |"))
     return "\n".join(rows)
 
 

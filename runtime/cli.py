@@ -4,6 +4,7 @@ edgevae sample -n 64 --seed 0 -o samples.png
 edgevae reconstruct digits.npy -o recon.png
 edgevae interpolate a.png b.png --steps 10 -o path.png
 edgevae score digits.npy -o scores.csv --threshold p99
+edgevae likelihood digits.npy -k 1000 -o ll.csv
 edgevae selftest
 edgevae info
 """
@@ -28,6 +29,7 @@ from .errors import DeviceError, EdgeVAEError, SelftestError, run_cli
 from .files import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, ModelFiles, find_model_dir, list_packaged_models
 from .images import GRID_BYTES_PER_PIXEL, STDOUT, Output, plan_output, read_images, save_grid, write_output
 from .limits import MEMORY_BUDGET_ENV, check_amount, check_seed, parse_size
+from .progress import ProgressLine
 from .scores import DEFAULT_SCORE, PERCENTILES, SCORE_COLUMNS, SCORES
 
 if TYPE_CHECKING:
@@ -156,6 +158,13 @@ def add_score_command(sub: Any, common: argparse.ArgumentParser) -> None:
         "(default: no flags)",
     )
     c.add_argument("-o", "--output", default="-", help=".csv file (default: -, standard output)")
+    ll = sub.add_parser(
+        "likelihood", parents=[common], help="importance-weighted log p(x) of each image in nats and bits/dim, as CSV"
+    )
+    ll.add_argument("input", help=".npy array of images (any accepted shape) or a grayscale .png")
+    ll.add_argument("-k", type=int, default=1000, help="importance samples per image (default: 1000)")
+    ll.add_argument("--seed", type=seed_value, default=0, help="seed of the importance-sampling noise (default: 0)")
+    ll.add_argument("-o", "--output", default="-", help=".csv file (default: -, standard output)")
 
 
 def resolve_threshold(vae: VAE, text: str | None, score: str) -> tuple[float | None, str]:
@@ -242,6 +251,7 @@ def describe_variant(files: ModelFiles, name: str) -> str:
         return (
             f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
             f"cost {cost}  pixel |diff| {diff:.1e}  for {devices}  {v.get('description', '')}"
+            + (f"  (on CUDA: {VARIANTS[name].on_cuda})" if known and VARIANTS[name].on_cuda else "")
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{folder}/manifest.json: variants.{name} is malformed ({type(exc).__name__}: {exc})") from exc
@@ -259,6 +269,8 @@ def load_vae(args: argparse.Namespace) -> VAE:
 
 def header(args: argparse.Namespace, vae: VAE) -> str:
     only = "" if "cuda" in vae.files.devices else f" (built for {', '.join(vae.files.devices)} only)"
+    on_cuda = vae.files.spec.on_cuda if vae.device == "cuda" else ""
+    only += f" ({on_cuda})" if on_cuda else ""
     return f"device: {args.device} -> {vae.device} ({', '.join(vae.providers)}); variant: {vae.files.variant}{only}"
 
 
@@ -311,11 +323,34 @@ def cmd_score(args: argparse.Namespace) -> str:
     vae = load_vae(args)
     threshold, described = resolve_threshold(vae, args.threshold, args.score)
     x = read_images(args.input, vae.input_rule(args.input, 64), channels=vae.channels)
-    result = vae.score(x, score=args.score, k=args.k, seed=args.seed)
+    line = ProgressLine("score")
+    try:
+        result = vae.score(x, score=args.score, k=args.k, seed=args.seed, progress=line)
+    finally:
+        line.close()
     summary = f"{header(args, vae)}\nscored {len(result.score)} images: score {result.name}, k={result.k}"
     if threshold is not None:
         summary += f"; {int((result.score > threshold).sum())} flagged above {described}"
     write_output(output, format_scores(result, threshold).encode())
+    return summary if output.path == STDOUT else f"{summary}\nwrote {output.path}"
+
+
+def cmd_likelihood(args: argparse.Namespace) -> str:
+    """CSV: index, log_likelihood_nats, bits_per_dim (-log2 p(x) per pixel value)."""
+    output = plan_output(args.output, formats={".csv": "csv"}, default="csv", inputs=[args.input])
+    vae = load_vae(args)
+    x = read_images(args.input, vae.input_rule(args.input, 64), channels=vae.channels)
+    line = ProgressLine("likelihood")
+    try:
+        ll = np.atleast_1d(vae.log_likelihood(x, k=args.k, seed=args.seed, progress=line))
+    finally:
+        line.close()
+    dims = vae.pixels
+    text = "index,log_likelihood_nats,bits_per_dim\n" + "".join(
+        f"{i},{v:.6f},{-v / (dims * math.log(2)):.6f}\n" for i, v in enumerate(ll)
+    )
+    write_output(output, text.encode())
+    summary = f"{header(args, vae)}\n{len(ll)} images, k={args.k}: mean log p(x) {float(np.mean(ll)):.4f} nats"
     return summary if output.path == STDOUT else f"{summary}\nwrote {output.path}"
 
 
@@ -372,6 +407,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], str]] = {
     "reconstruct": cmd_reconstruct,
     "interpolate": cmd_interpolate,
     "score": cmd_score,
+    "likelihood": cmd_likelihood,
     "selftest": cmd_selftest,
     "info": cmd_info,
 }

@@ -173,6 +173,7 @@ class Variant:
     # runtime refuses any other before a session starts (device="auto" picks the first one it can).
     devices: tuple[str, ...] = ("cpu", "cuda")
     not_for: str = ""  # why the devices left out are, for the refusal and `edgevae info`
+    on_cuda: str = ""  # what a user on CUDA should know of this build, where it is not the obvious (info, docs)
 
     def file(self, graph: str) -> str:
         return f"{graph}{self.suffix}"
@@ -207,6 +208,10 @@ VARIANTS = {
             # (0.08-0.13 under the noise before noise.py), large 0.05-0.10; 0.1 was met by seed 0's draw
             nll_budget=0.15,
             bpd_budget=1e-2,
+            # onnxruntime has no CUDA kernels for its DynamicQuantizeLinear and the uint8 x int8
+            # MatMulInteger, so it places them on the CPU provider (issue 24, onnxruntime-gpu 1.31.1)
+            on_cuda="a CPU model in disguise: its quantized matrix products have no CUDA kernels, so "
+            "onnxruntime runs them on the CPU with copies around them; on CUDA use fp16 or fp32",
         ),
         Variant(
             "fp16",

@@ -23,6 +23,7 @@ from .inputs import as_float_images, check_noise
 from .limits import check_amount, check_int
 from .noise import seed_or_fresh
 from .operations import Operations
+from .progress import Progress, check_progress
 
 DEFAULT_K = 100  # importance samples for log_likelihood
 Noise = Callable[[int, int], np.ndarray]  # (image lo, image hi) -> eps (k, hi - lo, latent)
@@ -52,7 +53,12 @@ class Estimates(Operations):
         return float(out[0]) if single else out
 
     def log_likelihood(
-        self, x: ArrayLike, k: int = DEFAULT_K, seed: int | None = None, eps: ArrayLike | None = None
+        self,
+        x: ArrayLike,
+        k: int = DEFAULT_K,
+        seed: int | None = None,
+        eps: ArrayLike | None = None,
+        progress: Progress | None = None,
     ) -> float | NDArray[np.float64]:
         """The importance-weighted estimate of log p(x) per image, in nats (Burda et al. 2015, eq. 8).
 
@@ -60,11 +66,12 @@ class Estimates(Operations):
         grows (k=1 is the ELBO in expectation). Noise: `eps` shaped (k, N, latent), or for image i the
         first k rows of the noise scheme's IMPORTANCE stream i under `seed` (noise.py), so an image's
         value does not depend on chunk_size or threads, and a larger k keeps the first k samples;
-        seed=None draws a fresh seed. Images go through in blocks of at most chunk_size decoder rows.
+        seed=None draws a fresh seed. Images go through in blocks of at most chunk_size decoder rows;
+        `progress(done, total)` (progress.py) is called with the images finished after each block.
         Returns (N,) for a batch, a float for one image.
         """
         xs, single = self._check_images(x)
-        k, n = self._check_k(k), len(xs)
+        k, n, progress = self._check_k(k), len(xs), check_progress(progress)
         if eps is not None:
             if seed is not None:
                 raise ValueError("give eps or seed, not both (seed would be ignored)")
@@ -72,7 +79,7 @@ class Estimates(Operations):
             noise: Noise = lambda lo, hi: fixed[:, lo:hi]  # noqa: E731
         else:
             noise = self._importance_noise(seed_or_fresh(seed), k)
-        out = self._iw_log_likelihood(xs, k, noise)
+        out = self._iw_log_likelihood(xs, k, noise, progress)
         return float(out[0]) if single else out
 
     def _importance_noise(self, seed: int, k: int) -> Noise:
@@ -89,8 +96,9 @@ class Estimates(Operations):
         check_amount("k", k, 8 * self.latent + 16, self.memory_budget, " samples")
         return k
 
-    def _iw_log_likelihood(self, xs: np.ndarray, k: int, noise: Noise) -> np.ndarray:
-        """log p(x) estimates for checked images xs (N, pixels); noise(lo, hi) gives eps (k, hi-lo, latent)."""
+    def _iw_log_likelihood(self, xs: np.ndarray, k: int, noise: Noise, progress: Progress | None = None) -> np.ndarray:
+        """log p(x) estimates for checked images xs (N, pixels); noise(lo, hi) gives eps (k, hi-lo, latent);
+        progress(done, N) after each block of images is finished."""
         mu, logvar = self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))
         out = np.empty(len(xs), np.float64)
         log_w = eps = xb = np.empty(0)
@@ -108,4 +116,6 @@ class Estimates(Operations):
             log_w[s:e] = log_px + lik.log_normal(z, zero, zero) - lik.log_normal(z, m, lv)
             if e == k:
                 out[lo:hi] = lik.log_mean_exp(log_w, axis=0)
+                if progress is not None:
+                    progress(hi, len(xs))
         return out

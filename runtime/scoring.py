@@ -24,6 +24,7 @@ from .inputs import as_float_images
 from .likelihood import complexity_nats
 from .limits import check_seed
 from .mixture import ScoreDensity
+from .progress import Progress, check_progress
 from .score_stats import ScoreStats
 from .scores import DEFAULT_SCORE, density_features, get_score
 
@@ -55,7 +56,14 @@ class ScoreResult:
 class Scoring(Estimates):
     """score, score_inputs, threshold and what they read from the model folder (see `VAE`)."""
 
-    def score(self, x: ArrayLike, score: str = DEFAULT_SCORE, k: int | None = None, seed: int = 0) -> ScoreResult:
+    def score(
+        self,
+        x: ArrayLike,
+        score: str = DEFAULT_SCORE,
+        k: int | None = None,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> ScoreResult:
         """How unusual each image is for this model: higher = more unusual (see `scores.SCORES`).
 
         The default, "density", flags inputs whose code, likelihood and complexity together are
@@ -67,14 +75,17 @@ class Scoring(Estimates):
         stream 0 under `seed`: what `log_likelihood` gives an image alone), so an image's score depends
         on the image alone, not on its batch. Pick a threshold with `threshold("99")` (the 99th
         percentile of normal images' scores) or from scores of your own normal images.
+        `progress(done, total)` (progress.py) is called with the images measured after each block.
         """
         get_score(score)
         stats = self.score_stats
         k = stats.k if k is None else k
-        nll, complexity, density = self.score_inputs(x, k, seed)
+        nll, complexity, density = self.score_inputs(x, k, seed, progress)
         return ScoreResult(score, stats.compute(score, nll, complexity, density), nll, complexity, density, k)
 
-    def score_inputs(self, x: ArrayLike, k: int, seed: int = 0) -> tuple[Floats, Floats, Floats]:
+    def score_inputs(
+        self, x: ArrayLike, k: int, seed: int = 0, progress: Progress | None = None
+    ) -> tuple[Floats, Floats, Floats]:
         """(-log p(x), L(x), density NLL) per image: what every score is computed from.
 
         -log p(x) is the importance-weighted estimate in nats with the same noise for every image (see
@@ -83,16 +94,20 @@ class Scoring(Estimates):
         images' stored with the model (mixture.ScoreDensity).
         """
         xs, _ = self._check_images(x)
-        nll, complexity = self.measure_nll_complexity(xs, k, seed)
+        nll, complexity = self.measure_nll_complexity(xs, k, seed, progress)
         mu, _ = self.encode(xs)
         return nll, complexity, self.score_density.nll(density_features(mu, nll, complexity))
 
-    def measure_nll_complexity(self, x: ArrayLike, k: int, seed: int = 0) -> tuple[Floats, Floats]:
+    def measure_nll_complexity(
+        self, x: ArrayLike, k: int, seed: int = 0, progress: Progress | None = None
+    ) -> tuple[Floats, Floats]:
         """The first two of `score_inputs`: -log p(x) with one shared noise draw, and L(x), in nats."""
-        k, seed = self._check_k(k), check_seed(seed)
+        k, seed, progress = self._check_k(k), check_seed(seed), check_progress(progress)
         xs, _ = self._check_images(x)
         shared = self._noise.importance(seed, 0, k, self.latent)[:, None]  # (k, 1, latent)
-        nll = -self._iw_log_likelihood(xs, k, lambda lo, hi: np.broadcast_to(shared, (k, hi - lo, self.latent)))
+        nll = -self._iw_log_likelihood(
+            xs, k, lambda lo, hi: np.broadcast_to(shared, (k, hi - lo, self.latent)), progress
+        )
         chunks = range(0, len(xs), self.chunk_size)
         complexity = np.concatenate([complexity_nats(as_float_images(xs[lo : lo + self.chunk_size])) for lo in chunks])
         return nll, complexity

@@ -72,7 +72,9 @@ def test_targets_from_a_report(bench: ModuleType) -> None:
     cold = {"process_wall_s": {"values": [0.2, 0.21, 0.3]}, "peak_rss_mib": {"values": [66.0, 67.0, 68.0]}}
     report: dict[str, Any] = {"timing": {"rounds": {"1": rounds}}, "cold_start": {"runtime": cold}}
     got = {t["target"]: t for t in bench.targets(report)}
-    assert len(got) == 7
+    assert len(got) == 9
+    heavy = got["log_likelihood k=1000 >= 75% of the GEMM rate"]  # not timed in this report
+    assert heavy["measured"] == "not measured" and heavy["met"] is False
     assert got["decode(z) batch 1 >= 2.5x faster than torch eager"]["value"] == pytest.approx(2.5)
     assert got["decode(z) batch 1 >= 2.5x faster than torch eager"]["met"] is True
     assert got["decode(z) batch 1 <= 1.2x a bare session.run"]["value"] == pytest.approx(1.0)
@@ -94,3 +96,16 @@ def test_int8_gemm_ratios_pair_rounds(bench: ModuleType) -> None:
     assert got == {"int8_decoder_gemm_share": [0.5, 0.8], "torch_over_int8_gemms": [5.0, 2.5]}
     assert bench.median_or_none(got["torch_over_int8_gemms"]) == pytest.approx(3.75)
     assert bench.median_or_none([]) is None
+
+
+def test_heavy_shares_compare_decoder_flops_with_the_same_rounds_gemm_rate(bench: ModuleType) -> None:
+    # the GEMM cell does DECODER_FLOP in g seconds; log_likelihood/20 does 20 * 1000 decoder rows
+    gemm = bench.DECODER_FLOP / 100e9  # a 100 GFLOP/s round
+    flop = 20 * 1000 * bench.DECODER_FLOP_PER_ROW
+    by = {
+        "gemm": {"numpy-decoder-gemms": [gemm, gemm, None], "onnxruntime-decoder-gemms": [2 * gemm, None, None]},
+        "runtime-fp32": {"log_likelihood/20": [flop / 50e9, flop / 75e9, 1.0]},
+    }
+    assert bench.heavy_shares(by, "log_likelihood/20") == pytest.approx([0.5, 0.75])  # round 3: no GEMM ran
+    assert bench.heavy_shares(by, "score/256") == []
+    assert bench.DECODER_FLOP_PER_ROW == 2 * (20 * 200 + 200 * 784)  # 160,800 multiply-adds per latent
