@@ -244,14 +244,14 @@ def describe_variant(files: ModelFiles, name: str) -> str:
             else "not measured"
         )
         diff = v.get("max_abs_diff_vs_fp32", {}).get(f"reconstruct.{MEAN}", 0.0)
-        known = name in VARIANTS  # else a variant newer than this runtime: what its entry says
-        devices = "+".join(
-            ModelFiles(folder, files.manifest, {}, variant=name).devices if known else v.get("devices", ["cpu", "cuda"])
-        )
+        # a variant newer than this runtime: what its entry says
+        entry = ModelFiles(folder, files.manifest, {}, variant=name) if name in VARIANTS else None
+        devices = "+".join(entry.devices if entry else v.get("devices", ["cpu", "cuda"]))
+        on_cuda = entry.spec.on_cuda if entry else ""
         return (
             f"  {name:5s} {v.get('size', 0):>10,} bytes ({v.get('size_vs_fp32', 1.0):.0%} of fp32)  "
             f"cost {cost}  pixel |diff| {diff:.1e}  for {devices}  {v.get('description', '')}"
-            + (f"  (on CUDA: {VARIANTS[name].on_cuda})" if known and VARIANTS[name].on_cuda else "")
+            + (f"  (on CUDA: {on_cuda})" if on_cuda else "")
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{folder}/manifest.json: variants.{name} is malformed ({type(exc).__name__}: {exc})") from exc

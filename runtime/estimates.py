@@ -96,10 +96,17 @@ class Estimates(Operations):
         check_amount("k", k, 8 * self.latent + 16, self.memory_budget, " samples")
         return k
 
-    def _iw_log_likelihood(self, xs: np.ndarray, k: int, noise: Noise, progress: Progress | None = None) -> np.ndarray:
+    def _iw_log_likelihood(
+        self,
+        xs: np.ndarray,
+        k: int,
+        noise: Noise,
+        progress: Progress | None = None,
+        encoded: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """log p(x) estimates for checked images xs (N, pixels); noise(lo, hi) gives eps (k, hi-lo, latent);
-        progress(done, N) after each block of images is finished."""
-        mu, logvar = self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))
+        progress(done, N) after each block of images is finished; encoded: xs's (mu, logvar), when known."""
+        mu, logvar = encoded or self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))
         out = np.empty(len(xs), np.float64)
         log_w = eps = xb = np.empty(0)
         for lo, hi, s, e in lik.plan_blocks(len(xs), k, self.chunk_size):

@@ -94,19 +94,25 @@ class Scoring(Estimates):
         images' stored with the model (mixture.ScoreDensity).
         """
         xs, _ = self._check_images(x)
-        nll, complexity = self.measure_nll_complexity(xs, k, seed, progress)
-        mu, _ = self.encode(xs)
-        return nll, complexity, self.score_density.nll(density_features(mu, nll, complexity))
+        encoded = self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))  # once, for both uses
+        nll, complexity = self.measure_nll_complexity(xs, k, seed, progress, (encoded[0], encoded[1]))
+        return nll, complexity, self.score_density.nll(density_features(encoded[0], nll, complexity))
 
     def measure_nll_complexity(
-        self, x: ArrayLike, k: int, seed: int = 0, progress: Progress | None = None
+        self,
+        x: ArrayLike,
+        k: int,
+        seed: int = 0,
+        progress: Progress | None = None,
+        encoded: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[Floats, Floats]:
-        """The first two of `score_inputs`: -log p(x) with one shared noise draw, and L(x), in nats."""
+        """The first two of `score_inputs`: -log p(x) with one shared noise draw, and L(x), in nats
+        (encoded: the images' (mu, logvar), when the caller has them)."""
         k, seed, progress = self._check_k(k), check_seed(seed), check_progress(progress)
         xs, _ = self._check_images(x)
         shared = self._noise.importance(seed, 0, k, self.latent)[:, None]  # (k, 1, latent)
         nll = -self._iw_log_likelihood(
-            xs, k, lambda lo, hi: np.broadcast_to(shared, (k, hi - lo, self.latent)), progress
+            xs, k, lambda lo, hi: np.broadcast_to(shared, (k, hi - lo, self.latent)), progress, encoded
         )
         chunks = range(0, len(xs), self.chunk_size)
         complexity = np.concatenate([complexity_nats(as_float_images(xs[lo : lo + self.chunk_size])) for lo in chunks])

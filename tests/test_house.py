@@ -14,7 +14,7 @@ RUNTIME = REPO / "runtime"
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 200, 50
 # Each runtime module may import only modules of lower layers (images and colour import each other).
 LAYERS = [
-    {"errors", "limits", "contract", "arrays", "atomic", "scores"},
+    {"errors", "limits", "contract", "arrays", "atomic", "scores", "progress"},
     {"devices", "layout", "noise", "manifest", "likelihood"},
     {"inputs", "files", "sessions", "images", "colour", "mixture", "score_stats"},
     {"model"},  # a verified model and its sessions, ready

@@ -171,3 +171,25 @@ def test_released_test_set_estimate_matches_metrics_file(data_dir: Path) -> None
     ).numpy()
     estimate = VAE(device="cpu").log_likelihood(x, k=metrics["iw_samples"], seed=0).mean()
     assert abs(estimate - metrics["test_iw_log_likelihood"]) <= 0.1, (estimate, metrics["test_iw_log_likelihood"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lead=st.integers(1, 400),
+    images=st.integers(1, 6),
+    pixels=st.sampled_from([1, 3, 784]),
+    scale=st.sampled_from([0.1, 10.0, 150.0]),
+    broadcast=st.booleans(),
+)
+def test_bernoulli_blocks_equal_the_float64_formula(
+    lead: int, images: int, pixels: int, scale: float, broadcast: bool
+) -> None:
+    """The blocked, clamped bernoulli term against log p = sum x*l - log(1 + e^l) in float64, for
+    shapes on both sides of a block and logits far past float32's subnormal exp (|l| > 87)."""
+    rng = np.random.default_rng(lead * 7 + images)
+    logits = (rng.standard_normal((lead, images, pixels)) * scale).astype(np.float32)
+    x = rng.random((1 if broadcast else lead, images, pixels)).astype(np.float32)
+    want = (x.astype(np.float64) * logits - np.logaddexp(0.0, logits.astype(np.float64))).sum(axis=-1)
+    got = lik.bernoulli_log_px(x, logits)
+    assert got.shape == (lead, images) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
