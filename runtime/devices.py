@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # argparse is imported by the CLIs that use the flag, not at 
 AUTO, CPU_DEVICE, CUDA_DEVICE = "auto", "cpu", "cuda"
 DEVICES = (AUTO, CPU_DEVICE, CUDA_DEVICE)
 PROVIDERS = {CPU_DEVICE: "CPUExecutionProvider", CUDA_DEVICE: "CUDAExecutionProvider"}
+ORT_DEVICES = {CPU_DEVICE: "cpu", CUDA_DEVICE: "cuda"}  # -> onnxruntime's device names (OrtValue, IOBinding)
 
 
 def check_device(device: object) -> str:

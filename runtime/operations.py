@@ -11,10 +11,14 @@ checked (inputs.py) before a graph runs, and batches run in chunks of `chunk_siz
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import onnxruntime as ort
 from numpy.typing import ArrayLike, NDArray
 
 from . import contract
+from .bound import as_ortvalue, run_bound
 from .core import Core
 from .inputs import as_float_images, check_latent
 from .limits import check_amount, check_int
@@ -80,6 +84,24 @@ class Operations(Core):
         else:
             out = self._decode_rows(zs)
         return out[0] if single else out
+
+    def decode_on_device(self, z: Any) -> ort.OrtValue:
+        """Pixel means (N, pixels) for latents z (N, latent), both on this VAE's device, no host copy.
+
+        z: an OrtValue, a DLPack tensor (torch, CuPy, JAX) or a numpy array (copied to the device
+        once), float32, on this VAE's device; its values are not read (no clip, no finiteness check:
+        that would need the copy). Returns an `ort.OrtValue` there: `bound.to_dlpack(v)` hands it to
+        torch or CuPy without a copy, `v.numpy()` copies it to the host. One run, however large N
+        (bound.py).
+        """
+        zs = as_ortvalue(z, contract.Z, self.latent, self.device, self.files.fixed_batch)
+        (mean,) = run_bound(self.loaded.decoder, "decoder", self.device, {contract.Z: zs}, [contract.MEAN])
+        return mean
+
+    def sample_on_device(self, n: int, seed: int | None = None) -> ort.OrtValue:
+        """`sample(n, seed)`'s images as an OrtValue (n, pixels) left on this VAE's device: the latents
+        (n x latent floats) go to it, the pixels do not come back."""
+        return self.decode_on_device(self.sample_latent(n, seed))
 
     def reconstruct(self, x: ArrayLike, stochastic: bool = False, seed: int | None = None) -> FloatArray:
         """decode(encode(x)): through z = mu (default), or a draw z ~ q(z|x) when `stochastic`

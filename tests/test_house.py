@@ -17,7 +17,7 @@ LAYERS = [
     {"errors", "limits", "contract", "arrays", "atomic", "scores", "progress"},
     {"devices", "layout", "noise", "manifest", "likelihood"},
     {"inputs", "files", "sessions", "images", "colour", "mixture", "score_stats"},
-    {"model"},  # a verified model and its sessions, ready
+    {"model", "bound"},  # a verified model and its sessions, ready; device-resident runs
     {"core"},  # ... owned by the VAE's first layer
     {"operations"},
     {"estimates"},
