@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # tests/test_variants.py checks the shipped variants byte for byte. The runtime itself takes >= 1.16.
 EXPORT_ORT  ?= 1.31.1
 
-.PHONY: venv train export ship test lint docs wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test clean \
+.PHONY: venv train export ship test lint docs wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test cuda-bench clean \
         web web-deps web-bench
 
 $(BIN)/.installed: pyproject.toml
@@ -94,6 +94,11 @@ cuda-check: venv cuda-venv
 ## (uses an importable onnxruntime-gpu, else makes .venv-cuda); without a GPU it says so and exits 0
 cuda-test:
 	$(PYTHON) bench/cuda_test.py
+
+## cuda-bench: on a machine with an NVIDIA GPU, likelihood, score and decode through the API, device-resident
+## I/O and PyTorch eager, one table (artifacts/cuda_bench.md); without a GPU it says so and exits 0
+cuda-bench:
+	$(PYTHON) bench/cuda_bench.py
 
 cuda-venv:
 	[ -x .venv-ort-gpu/bin/python ] || { $(PYTHON) -m venv .venv-ort-gpu && .venv-ort-gpu/bin/pip install -q onnxruntime-gpu numpy \

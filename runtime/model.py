@@ -36,6 +36,7 @@ from .sessions import (  # noqa: F401  (CPU, CUDA, MAX_THREADS, run_error: names
     CPU,
     CUDA,
     MAX_THREADS,
+    WIDE_ROWS,
     Runner,
     WideSessions,
     check_session_signature,
@@ -87,6 +88,13 @@ class Model:
     def run(self, graph: str, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One onnxruntime run of "encoder" or "decoder" on checked feeds."""
         return self.runners[graph](names, feeds)
+
+    def session_for(self, graph: str, rows: int) -> ort.InferenceSession:
+        """The session a run of `rows` rows of `graph` goes to: the all-cores one for big CPU batches
+        (threads=None, sessions.WIDE_ROWS), else the graph's own."""
+        if self.wide is not None and rows >= WIDE_ROWS:
+            return self.wide.session(graph)
+        return self.encoder if graph == "encoder" else self.decoder
 
     def decoder_outputs(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """What log p(x|z) needs from the decoder (likelihood.log_px_given_z's `logits` and `mean`):

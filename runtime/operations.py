@@ -95,7 +95,8 @@ class Operations(Core):
         (bound.py).
         """
         zs = as_ortvalue(z, contract.Z, self.latent, self.device, self.files.fixed_batch)
-        (mean,) = run_bound(self.loaded.decoder, "decoder", self.device, {contract.Z: zs}, [contract.MEAN])
+        session = self.loaded.session_for("decoder", zs.shape()[0])
+        (mean,) = run_bound(session, "decoder", self.device, {contract.Z: zs}, [contract.MEAN])
         return mean
 
     def sample_on_device(self, n: int, seed: int | None = None) -> ort.OrtValue:

@@ -156,7 +156,8 @@ class WideSessions:
     def __init__(self, graphs: dict[str, bytes], names: dict[str, str], optimization_level: str | None) -> None:
         self._graphs, self._names, self._level = graphs, names, optimization_level
         self.runners: dict[str, Runner] = {}  # graph -> the all-cores runner, once made
-        self._lock = threading.Lock()
+        self.sessions: dict[str, ort.InferenceSession] = {}  # graph -> its session
+        self._lock = threading.RLock()
 
     def route(self, small: Runner, graph: str, first: str) -> Runner:
         """A runner that sends batches of WIDE_ROWS rows or more (of input `first`) to the all-cores session."""
@@ -175,8 +176,16 @@ class WideSessions:
             with self._lock:
                 runner = self.runners.get(graph)
                 if runner is None:
-                    opts = make_session_options(0, self._level)
-                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                    session = start_session(self._graphs[graph], self._names[graph], CPU_DEVICE, opts)
-                    runner = self.runners[graph] = make_runner(session, self._names[graph])
+                    runner = self.runners[graph] = make_runner(self.session(graph), self._names[graph])
         return runner
+
+    def session(self, graph: str) -> ort.InferenceSession:
+        """The all-cores session of `graph`, made once (for runs that bind their own inputs and outputs)."""
+        with self._lock:
+            session = self.sessions.get(graph)
+            if session is None:
+                opts = make_session_options(0, self._level)
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                session = start_session(self._graphs[graph], self._names[graph], CPU_DEVICE, opts)
+                self.sessions[graph] = session
+        return session

@@ -94,3 +94,15 @@ def test_a_tensor_on_another_device_is_refused_before_any_run() -> None:
     on_cpu = ort.OrtValue.ortvalue_from_numpy(np.zeros((2, 20), np.float32))
     with pytest.raises(ValueError, match="z: expected a tensor on cuda .this VAE's device.; got one on cpu"):
         as_ortvalue(on_cpu, "z", 20, "cuda")
+
+
+def test_big_cpu_batches_go_to_the_all_cores_session() -> None:
+    from edgevae.runtime.sessions import WIDE_ROWS
+
+    vae = VAE(device="cpu")  # threads=None: small batches on single-thread sessions
+    assert vae.loaded.wide is not None
+    vae.decode_on_device(np.zeros((WIDE_ROWS - 1, 20), np.float32))
+    assert "decoder" not in vae.loaded.wide.sessions
+    vae.decode_on_device(np.zeros((WIDE_ROWS, 20), np.float32))
+    assert "decoder" in vae.loaded.wide.sessions
+    assert VAE(device="cpu", threads=1).loaded.wide is None
