@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,25 @@ class ScoreDensity:
     prec_chol: np.ndarray
 
     def log_components(self, f: np.ndarray) -> np.ndarray:
-        """(N, M): log w_m + log N(f_n; m_m, C_m) = log w + log det L - |(f - m) L|^2 / 2 - d/2 log(2 pi)."""
-        q = np.asarray(f, np.float64)
-        chol = np.asarray(self.prec_chol, np.float64)
-        d = q.shape[1]
+        """(N, M): log w_m + log N(f_n; m_m, C_m) = log w + log det L - |(f - m) L|^2 / 2 - d/2 log(2 pi).
+
+        (f - m_m) L_m = f L_m - m_m L_m for every component at once: one (N, d) x (d, M d) product."""
+        stack, shift, const = self._stacked
+        m, d = self.means.shape
+        y = np.asarray(f, np.float64) @ stack
+        y -= shift
+        np.square(y, out=y)
+        return const[None] - 0.5 * np.einsum("nmd->nm", y.reshape(len(y), m, d))
+
+    @cached_property
+    def _stacked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """[L_1 .. L_M] (d, M d), [m_1 L_1 .. m_M L_M] (M d,) and log w + log det L - d/2 log(2 pi) (M,)."""
+        chol, means = np.asarray(self.prec_chol, np.float64), np.asarray(self.means, np.float64)
+        m, d = means.shape
+        stack = np.ascontiguousarray(np.transpose(chol, (1, 0, 2)).reshape(d, m * d))
+        shift = np.einsum("mi,mij->mj", means, chol).reshape(m * d)
         const = self.log_weights + np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1) - 0.5 * d * LOG_2PI
-        y = np.einsum("nmi,mij->nmj", q[:, None, :] - np.asarray(self.means, np.float64)[None], chol)
-        return const[None] - 0.5 * np.einsum("nmj,nmj->nm", y, y)
+        return stack, shift, const
 
     def nll(self, f: np.ndarray) -> np.ndarray:
         """-log p(f) per row of f (N, d) under the mixture, in nats (float64), in blocks of DENSITY_ROWS."""
