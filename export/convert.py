@@ -194,6 +194,7 @@ EXTRA_ROLES = {
     contract.SCORE_DENSITY_FILE: "Gaussian mixture over normal images' score features: "
     "the density score (edgevae score)",
     contract.REQUIRED_OPERATORS_FILE: "operators of the .ort graphs, for a minimal onnxruntime build",
+    contract.LIKELIHOOD_FILE: "likelihood graph: (x, mu, logvar, eps) -> log_w (export/likelihood_graph.py)",
 }
 
 
@@ -383,6 +384,7 @@ def export_traced(
 
     from .calibrate import calibrate_scores
     from .golden import build_golden
+    from .likelihood_graph import likelihood_extra
     from .validate import check_golden, measure_parity, validate_parity
     from .variants import build_variants, check_mobile_usability, check_variant, measure_variant, staged_files
 
@@ -411,10 +413,15 @@ def export_traced(
     stats, density = calibrate_scores(staged, score_images, score_source, score_labels)
     extras = {**staged.extras, contract.SCORE_STATS_FILE: stats.to_json(), contract.SCORE_DENSITY_FILE: density}
     extras.update(variant_extras)
+    likelihood = likelihood_extra(staged)  # checked against the numpy formulas; None: not for this likelihood
+    if likelihood is not None:
+        extras[contract.LIKELIHOOD_FILE] = likelihood[0]
     files = {contract.GRAPHS[g].file: b for g, b in fp32_graphs.items()}
     files.update({contract.VARIANTS[n].file(g): b for n, graphs in variants.items() for g, b in graphs.items()})
     files.update(extras)
     manifest = build_manifest(out, config, fp32_graphs, opset, parity, sha256, extras, variants, figures)
+    if likelihood is not None:
+        manifest["files"][contract.LIKELIHOOD_FILE] = likelihood[1]
     files[contract.MANIFEST_FILE] = seal_manifest(manifest)
     paths = []
     with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last

@@ -125,6 +125,15 @@ GOLDEN_LEGACY_FILE = "golden.npz"  # what exports before golden.bin wrote instea
 SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images for the unusual-input score
 # a Gaussian mixture over normal images' score features (log_weights, means, prec_chol): the density score
 SCORE_DENSITY_FILE = "score_density.npz"
+# The likelihood graph (export/likelihood_graph.py), built from the fp32 decoder graph: inputs x (N,
+# pixels), mu and logvar (N, latent), eps (K, N, latent); output log_w (K, N) float64, each importance sample's
+# log p(x|z) + log p(z) - log q(z|x) with z = mu + exp(logvar / 2) * eps, so only K x N numbers leave
+# the execution provider. For the likelihoods listed; discretized-logistic models go through numpy.
+LIKELIHOOD_FILE = "likelihood.onnx"
+LOG_W = "log_w"
+LIKELIHOOD_INPUTS = (X, MU, LOGVAR, EPS)
+GRAPH_LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOOD_GRAPH_NATS = 1e-3  # export's gate: max |graph - numpy formulas| of log p(x) per image, nats
 GOLDEN_FORMAT = "edgevae-golden"
 SCORE_STATS_FORMAT = "edgevae-score-stats"
 SCORE_STATS_VERSION = 2  # 2: per-score statistics, made under noise.NOISE_SCHEME (1: numpy default_rng(seed) noise)

@@ -96,6 +96,18 @@ class Estimates(Operations):
         check_amount("k", k, 8 * self.latent + 16, self.memory_budget, " samples")
         return k
 
+    def _log_weights(self, xb: np.ndarray, mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """log p(x|z) + log p(z) - log q(z|x) for eps (kb, B, latent) in numpy, (kb, B) float64:
+        the likelihood graph's arithmetic, for models and variants without one."""
+        m, lv = mu[None], logvar[None]
+        z = lik.reparameterize(m, lv, eps)  # (kb, B, latent)
+        logits, mean = self.loaded.decoder_outputs(z.reshape(-1, self.latent))
+        shape = (len(eps), len(xb), self.pixels)
+        unflat = None if mean is None else mean.reshape(shape)
+        log_px = lik.log_px_given_z(xb[None], logits.reshape(shape), unflat, self.likelihood)
+        zero = np.zeros_like(z)
+        return log_px + lik.log_normal(z, zero, zero) - lik.log_normal(z, m, lv)
+
     def _iw_log_likelihood(
         self,
         xs: np.ndarray,
@@ -109,18 +121,21 @@ class Estimates(Operations):
         mu, logvar = encoded or self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))
         out = np.empty(len(xs), np.float64)
         log_w = eps = xb = np.empty(0)
+        graph = self.loaded.likelihood_graph
         for lo, hi, s, e in lik.plan_blocks(len(xs), k, self.chunk_size):
             if s == 0:
                 log_w = np.empty((k, hi - lo), np.float64)
                 xb, eps = as_float_images(xs[lo:hi]), noise(lo, hi)
-            m, lv = mu[lo:hi][None], logvar[lo:hi][None]
-            z = lik.reparameterize(m, lv, eps[s:e])  # (kb, B, latent)
-            logits, mean = self.loaded.decoder_outputs(z.reshape(-1, self.latent))
-            shape = (e - s, hi - lo, self.pixels)
-            unflat = None if mean is None else mean.reshape(shape)
-            log_px = lik.log_px_given_z(xb[None], logits.reshape(shape), unflat, self.likelihood)
-            zero = np.zeros_like(z)
-            log_w[s:e] = log_px + lik.log_normal(z, zero, zero) - lik.log_normal(z, m, lv)
+            if graph is not None:  # the per-pixel work inside onnxruntime: only (kb, B) comes back
+                feeds = {
+                    contract.X: xb,
+                    contract.MU: mu[lo:hi],
+                    contract.LOGVAR: logvar[lo:hi],
+                    contract.EPS: np.ascontiguousarray(eps[s:e], np.float32),
+                }
+                log_w[s:e] = graph.runner()([contract.LOG_W], feeds)[0]
+            else:
+                log_w[s:e] = self._log_weights(xb, mu[lo:hi], logvar[lo:hi], eps[s:e])
             if e == k:
                 out[lo:hi] = lik.log_mean_exp(log_w, axis=0)
                 if progress is not None:

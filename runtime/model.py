@@ -37,6 +37,7 @@ from .sessions import (  # noqa: F401  (CPU, CUDA, MAX_THREADS, run_error: names
     CUDA,
     MAX_THREADS,
     WIDE_ROWS,
+    LazySession,
     Runner,
     WideSessions,
     check_session_signature,
@@ -56,6 +57,10 @@ class Model:
     decoder: ort.InferenceSession
     runners: dict[str, Runner]  # "encoder", "decoder" -> run(names, feeds), RunError on failure
     wide: WideSessions | None  # the all-cores sessions of big CPU batches (threads=None), else None
+    # the likelihood graph (contract.LIKELIHOOD_FILE), started on first use; None where the folder has
+    # none, the likelihood has none, the variant is not an exact build of the fp32 decoder, or the
+    # sessions run on one CPU thread (numpy's passes are faster there; the two agree within 1e-3 nats)
+    likelihood_graph: LazySession | None = None
 
     @property
     def spec(self) -> contract.Variant:
@@ -138,7 +143,25 @@ def open_model(
         wide = WideSessions(files.graphs, {g: files.spec.file(g) for g in files.graphs}, optimization_level)
         for graph, first in (("encoder", contract.X), ("decoder", contract.Z)):
             runners[graph] = wide.route(runners[graph], graph, first)
-    return Model(files, sessions["encoder"], sessions["decoder"], runners, wide)
+    if auto_threads:  # the likelihood graph's runs are always big: every core, spinning off
+        lik_opts = make_session_options(0, optimization_level)
+        lik_opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    else:
+        lik_opts = opts
+    # on one CPU thread numpy's passes beat the graph's (make bench): it runs with more threads, or on CUDA
+    on_cpu = sessions["decoder"].get_providers()[0] == PROVIDERS[CPU_DEVICE]
+    one_cpu_thread = on_cpu and lik_opts.intra_op_num_threads == 1
+    likelihood = None if one_cpu_thread else likelihood_session(files, device, lik_opts)
+    return Model(files, sessions["encoder"], sessions["decoder"], runners, wide, likelihood)
+
+
+def likelihood_session(files: ModelFiles, device: str, opts: ort.SessionOptions) -> LazySession | None:
+    """The likelihood graph's session, to start on first use, where it serves this model and variant."""
+    blob = files.extras.get(contract.LIKELIHOOD_FILE)
+    likelihood = str(files.config.get("likelihood", "bernoulli"))
+    if blob is None or likelihood not in contract.GRAPH_LIKELIHOODS or not files.spec.exact:
+        return None
+    return LazySession(blob, contract.LIKELIHOOD_FILE, device, opts)
 
 
 def start_graph(files: ModelFiles, graph: str, device: str, opts: ort.SessionOptions) -> Any:

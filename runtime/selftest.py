@@ -162,7 +162,31 @@ def run_selftest(vae: VAE) -> SelftestReport:
             if budget is None:
                 continue
             checks.append(Check(graph, name, max_excess(got, want, rtols.get(name, 0.0)), atol + float(budget)))
+    if vae.loaded.likelihood_graph is not None:
+        checks.append(likelihood_check(vae, arrays[f"encoder.{contract.X}"]))
     return SelftestReport(vae.providers[0], tuple(checks), variant)
+
+
+def likelihood_check(vae: VAE, images: np.ndarray, k: int = 8) -> Check:
+    """The likelihood graph on this device against the numpy formulas, on the golden images with the
+    noise scheme's importance noise (seed 0): each importance weight within contract.LIKELIHOOD_GRAPH_NATS
+    plus 1e-6 of its size (the graph sums float32 terms: the golden noise image's weight is about -5800
+    nats, where float32 rounding alone moves it by 6e-4)."""
+    from .inputs import as_float_images
+
+    x = as_float_images(np.asarray(images))
+    mu, logvar = vae.encode(x)
+    eps = np.stack([vae._noise.importance(0, i, k, vae.latent) for i in range(len(x))], axis=1)
+    feeds = {contract.X: x, contract.MU: mu, contract.LOGVAR: logvar, contract.EPS: eps}
+    (got,) = vae.loaded.likelihood_graph.runner()([contract.LOG_W], feeds)  # type: ignore[union-attr]
+    if vae.fixed_batch is None:
+        want = vae._log_weights(x, mu, logvar, eps)
+    else:  # the decoder takes one row per run
+        want = np.array(
+            [[vae._log_weights(x[i : i + 1], mu[i : i + 1], logvar[i : i + 1], eps[j : j + 1, i : i + 1])[0, 0]
+              for i in range(len(x))] for j in range(k)]
+        )  # fmt: skip
+    return Check("likelihood", contract.LOG_W, max_excess(got, want, rtol=1e-6), contract.LIKELIHOOD_GRAPH_NATS)
 
 
 def run_rows(run: Any, names: list[str], feeds: dict[str, np.ndarray], fixed_batch: int | None) -> list[np.ndarray]:

@@ -189,3 +189,21 @@ class WideSessions:
                 session = start_session(self._graphs[graph], self._names[graph], CPU_DEVICE, opts)
                 self.sessions[graph] = session
         return session
+
+
+class LazySession:
+    """A session started on first use (once, under a lock), with a runner like make_runner's: for a
+    graph that not every caller needs, such as the likelihood graph."""
+
+    def __init__(self, blob: bytes, name: str, device: str, options: ort.SessionOptions) -> None:
+        self._blob, self.name, self._device, self._options = blob, name, device, options
+        self._runner: Runner | None = None
+        self._lock = threading.Lock()
+
+    def runner(self) -> Runner:
+        if self._runner is None:
+            with self._lock:
+                if self._runner is None:
+                    session = start_session(self._blob, self.name, self._device, self._options)
+                    self._runner = make_runner(session, self.name)
+        return self._runner

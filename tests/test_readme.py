@@ -540,3 +540,22 @@ def test_reliability_bounds_are_the_code_s() -> None:
         f"{MAX_SIDE_FILE_BYTES // 2**20} MiB, a graph {MAX_GRAPH_BYTES // 2**30} GiB",
         f"latents beyond +-10^{round(math.log10(Z_LIMIT))} (10^{round(math.log10(Z_LIMIT))} prior standard deviations)",
     )
+
+
+def test_the_likelihood_graph_figures_are_the_manifests() -> None:
+    worst = {
+        m: manifest(SHIPPED_MODEL.parent / m)["files"][contract.LIKELIHOOD_FILE]["max_abs_diff_vs_numpy_nats"]
+        for m in ("default", "large")
+    }
+    says(
+        "docs/export.md",
+        f"{worst['default']:.1e} nats for the packaged `default` model, {worst['large']:.1e} for `large`",
+    )
+    need("onnx")
+    import inspect
+
+    from edgevae.export import likelihood_graph as lg
+
+    n = inspect.signature(lg.check_images).parameters["n"].default
+    k = inspect.signature(lg.check_likelihood_graph).parameters["k"].default
+    says("docs/export.md", f"on real digits ({n} images, k={k})")
