@@ -7,7 +7,8 @@ binarized once exactly as training evaluates them (train/evaluate.py: each pixel
 level), torch generator seeded 20140101) for bernoulli models, grey levels for gaussian ones; the
 importance-weighted bound with k samples (Burda et al. 2015, eq. 8) computed by the runtime
 (`VAE.log_likelihood`, numpy + onnxruntime, CPU, noise seed 0) from the shipped fp32 graphs.
-Beside each figure: training's own figure over all 10,000 test images (metrics.json: same
+Beside each figure: the active latent units over all 10,000 test images (Cov_x E_q[z_u] > 0.01,
+Burda et al. 2015; VAE.latent_activity), training's own figure over all 10,000 test images (metrics.json: same
 binarization and estimator, k=1000, computed by train/evaluate.py in PyTorch; the paper's figures
 are over all of them too), the graphs' sizes, the int8 variant's, and the training time.
 Prints a Markdown table and writes artifacts/quality.json.
@@ -80,8 +81,13 @@ def evaluate_model(name: str, graphs: Path, checkpoints: Path, test: np.ndarray,
         record["as_bernoulli"] = measure_nll(read_as_bernoulli(vae), test, n, k)
     metrics = json.loads((checkpoints / "metrics.json").read_text())
     config = metrics["config"]
+    x = prepare_eval_images(torch.from_numpy(test.reshape(len(test), -1).astype(np.float32) / 255.0), vae.likelihood)
+    activity = vae.latent_activity(x.numpy())  # all 10,000: active units (Burda et al. 2015) and KL per unit
     return {
         **record,
+        "active_units": activity.active_units,
+        "latent_activity_images": activity.images,
+        "kl_per_unit_nats": [float(v) for v in activity.kl_per_unit],
         "config": config,
         "fp32_bytes": graph_bytes(vae, "fp32"),
         "int8_bytes": graph_bytes(vae, "int8"),
@@ -97,8 +103,9 @@ def format_mb(n: int | None) -> str:
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
-        "| model | -log p(x), nats | all 10,000 test images | network | training | fp32 graphs | int8 graphs |",
-        "|---|---|---|---|---|---|---|",
+        "| model | -log p(x), nats | all 10,000 test images | network | active latent units | training "
+        "| fp32 graphs | int8 graphs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         c = r["config"]
@@ -114,9 +121,10 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
         full = r["all_test_images"]
         every = f"{full['nll']:.2f}" if full and full["likelihood"] == "bernoulli" else "-"
         sizes = f"{format_mb(r['fp32_bytes'])} | {format_mb(r['int8_bytes'])}"
-        rows.append(f"| {name} | {figure} | {every} | {net} | {how} | {sizes} |")
+        active = f"{r['active_units']} of {m['latent']}"
+        rows.append(f"| {name} | {figure} | {every} | {net} | {active} | {how} | {sizes} |")
     for paper, nll in PAPER.items():
-        rows.append(f"| {paper} | - | {nll:.2f} | 784-200-200-50 tanh | 3280 epochs | - | - |")
+        rows.append(f"| {paper} | - | {nll:.2f} | 784-200-200-50 tanh | - | 3280 epochs | - | - |")
     return "\n".join(rows)
 
 

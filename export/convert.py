@@ -384,6 +384,7 @@ def export_traced(
 
     from .calibrate import calibrate_scores
     from .golden import build_golden
+    from .latents import MANIFEST_KEY, activity_entry
     from .likelihood_graph import likelihood_extra
     from .validate import check_golden, measure_parity, validate_parity
     from .variants import build_variants, check_mobile_usability, check_variant, measure_variant, staged_files
@@ -422,6 +423,7 @@ def export_traced(
     manifest = build_manifest(out, config, fp32_graphs, opset, parity, sha256, extras, variants, figures)
     if likelihood is not None:
         manifest["files"][contract.LIKELIHOOD_FILE] = likelihood[1]
+    manifest[MANIFEST_KEY] = activity_entry(fp32, real, f"the export's {len(real)} validation images")
     files[contract.MANIFEST_FILE] = seal_manifest(manifest)
     paths = []
     with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last

@@ -124,12 +124,17 @@ def check_likelihood_graph(files: Any, blob: bytes, images: np.ndarray, k: int =
     from edgevae.runtime.files import ModelFiles
     from edgevae.runtime.vae import VAE
 
-    without = ModelFiles(files.folder, files.manifest, files.graphs, dict(files.extras), files.variant)
-    without.extras.pop(contract.LIKELIHOOD_FILE, None)
-    with_graph = ModelFiles(files.folder, files.manifest, files.graphs, dict(without.extras), files.variant)
-    with_graph.extras[contract.LIKELIHOOD_FILE] = blob
-    want = VAE(without, device="cpu").log_likelihood(images, k=k, seed=seed)
-    got = VAE(with_graph, device="cpu").log_likelihood(images, k=k, seed=seed)
+    listed = {n: e for n, e in files.manifest.get("files", {}).items() if n != contract.LIKELIHOOD_FILE}
+    manifest = {**files.manifest, "files": listed}  # the candidate is not listed yet: the runtime takes it as is
+    extras = {n: b for n, b in files.extras.items() if n != contract.LIKELIHOOD_FILE}
+    without = VAE(ModelFiles(files.folder, manifest, files.graphs, extras, files.variant), device="cpu")
+    with_blob = {**extras, contract.LIKELIHOOD_FILE: blob}
+    candidate = ModelFiles(files.folder, manifest, files.graphs, with_blob, files.variant)
+    with_graph = VAE(candidate, device="cpu", threads=0)  # more than one thread: the path that runs the graph
+    if with_graph.loaded.likelihood_graph is None or without.loaded.likelihood_graph is not None:
+        raise LikelihoodGraphError("the likelihood graph could not be checked: the runtime would not run it here")
+    want = without.log_likelihood(images, k=k, seed=seed)
+    got = with_graph.log_likelihood(images, k=k, seed=seed)
     worst = float(np.max(np.abs(np.asarray(got) - np.asarray(want))))
     if not worst <= contract.LIKELIHOOD_GRAPH_NATS:
         raise LikelihoodGraphError(
@@ -139,10 +144,11 @@ def check_likelihood_graph(files: Any, blob: bytes, images: np.ndarray, k: int =
     return worst
 
 
-def describe(blob: bytes, worst: float) -> dict[str, Any]:
-    """Its manifest entry: role, sha256, size, signature, and the gate's figure."""
+def describe(blob: bytes, worst: float, likelihood: str) -> dict[str, Any]:
+    """Its manifest entry: role, the likelihood it computes, sha256, size, signature, and the gate's figure."""
     return {
         "role": "likelihood graph: (x, mu, logvar, eps) -> log_w, importance weights inside onnxruntime",
+        "likelihood": likelihood,  # the runtime runs it only for a model of this likelihood
         "sha256": hashlib.sha256(blob).hexdigest(),
         "size": len(blob),
         "inputs": list(contract.LIKELIHOOD_INPUTS),
@@ -168,7 +174,7 @@ def likelihood_extra(files: Any) -> tuple[bytes, dict[str, Any]] | None:
 
     pixels = ImageLayout.from_config(files.config).pixels
     blob = build_likelihood_graph(files.graphs["decoder"], likelihood, files.latent, pixels)
-    return blob, describe(blob, check_likelihood_graph(files, blob, check_images(pixels)))
+    return blob, describe(blob, check_likelihood_graph(files, blob, check_images(pixels)), likelihood)
 
 
 def add_to_folder(folder: Path) -> Path:

@@ -257,6 +257,24 @@ def describe_variant(files: ModelFiles, name: str) -> str:
         raise ModelError(f"{folder}/manifest.json: variants.{name} is malformed ({type(exc).__name__}: {exc})") from exc
 
 
+def latent_lines(manifest: dict[str, Any]) -> list[str]:
+    """`edgevae info`'s line on the latent units the model uses (the manifest's latent_activity), if recorded."""
+    a = manifest.get("latent_activity")
+    if not isinstance(a, dict):
+        return []
+    try:
+        kl = sorted((float(v) for v in a["kl_per_unit_nats"]), reverse=True)
+        return [
+            f"latent units: {a['active_units']} of {a['latent']} active (Cov_x E_q[z_u] > {a['threshold']}, "
+            f"Burda et al. 2015) over {a['images']:,} {a['source']}; KL per unit, nats, largest first: "
+            + ", ".join(f"{v:.2f}" for v in kl)
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        from .errors import ModelError
+
+        raise ModelError(f"manifest.json: latent_activity is malformed ({type(exc).__name__}: {exc})") from exc
+
+
 # -- the commands: each plans its output before any work, then loads the model, then works ----------
 def load_vae(args: argparse.Namespace) -> VAE:
     from .vae import VAE
@@ -385,6 +403,7 @@ def cmd_info(args: argparse.Namespace) -> str:
     for name, entry in m["files"].items():
         state = "verified" if name in verified else "listed; verified when its variant loads"
         lines.append(f"{name}: sha256 {entry['sha256']}  {entry['size']:,} bytes  ({state})")
+    lines.extend(latent_lines(m))
     lines.append(
         "variants (cost: change of the importance-weighted -log p(x) against fp32, nats per image; "
         "pixel |diff|: max against fp32 over reconstructed real digits):"

@@ -12,6 +12,7 @@ the seed, not on chunk_size, threads or how a batch is split. k x N is never hel
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,20 @@ from .progress import Progress, check_progress
 
 DEFAULT_K = 100  # importance samples for log_likelihood
 Noise = Callable[[int, int], np.ndarray]  # (image lo, image hi) -> eps (k, hi - lo, latent)
+
+
+@dataclass(frozen=True)
+class LatentActivity:
+    """How many latent units the model uses, over some images (`Estimates.latent_activity`)."""
+
+    images: int
+    variance: NDArray[np.float64]  # per unit: Cov_x(E_q[z_u]) (Burda et al. 2015)
+    kl_per_unit: NDArray[np.float64]  # per unit: mean KL(q(z_u|x) || N(0, 1)), nats
+    threshold: float = lik.ACTIVE_UNIT_THRESHOLD
+
+    @property
+    def active_units(self) -> int:
+        return int((self.variance > self.threshold).sum())
 
 
 class Estimates(Operations):
@@ -51,6 +66,15 @@ class Estimates(Operations):
             log_px = lik.log_px_given_z(as_float_images(xs[lo:hi]), logits, mean, self.likelihood)
             out[lo:hi] = log_px - lik.kl_standard_normal(mu[lo:hi], logvar[lo:hi])
         return float(out[0]) if single else out
+
+    def latent_activity(self, x: ArrayLike) -> LatentActivity:
+        """Active latent units over the images x: unit u is active when the variance over x of its
+        posterior mean exceeds 0.01 (Burda et al. 2015, section 5.2); with each unit's mean KL in nats.
+        Posterior collapse shows as units with no variance and no KL."""
+        xs, _ = self._check_images(x)
+        mu, logvar = self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))
+        variance, kl = lik.latent_activity(mu, logvar)
+        return LatentActivity(len(xs), variance, kl)
 
     def log_likelihood(
         self,

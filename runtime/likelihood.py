@@ -131,6 +131,18 @@ def kl_standard_normal(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return -0.5 * (1.0 + lv64 - mu64 * mu64 - np.exp(lv64)).sum(axis=-1)
 
 
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015, section 5.2: unit u is active when Cov_x(E_q[z_u]) > 0.01
+
+
+def latent_activity(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent unit, over images (rows): Cov_x(E_q[z_u]), the variance of the posterior means
+    (Burda et al. 2015, section 5.2: a unit whose mean does not move with x is inactive), and the mean
+    KL(q(z_u|x) || N(0, 1)) in nats, float64; the KL per unit sums to the KL term."""
+    mu64, lv64 = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    kl = -0.5 * (1.0 + lv64 - mu64 * mu64 - np.exp(lv64))
+    return mu64.var(axis=0), kl.mean(axis=0)
+
+
 def log_normal(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """log N(z; mu, diag(exp(logvar))) summed over the last axis, float64."""
     z64, mu64, lv64 = z.astype(np.float64), mu.astype(np.float64), logvar.astype(np.float64)

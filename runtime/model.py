@@ -159,7 +159,13 @@ def likelihood_session(files: ModelFiles, device: str, opts: ort.SessionOptions)
     """The likelihood graph's session, to start on first use, where it serves this model and variant."""
     blob = files.extras.get(contract.LIKELIHOOD_FILE)
     likelihood = str(files.config.get("likelihood", "bernoulli"))
-    if blob is None or likelihood not in contract.GRAPH_LIKELIHOODS or not files.spec.exact:
+    entry = files.manifest.get("files", {}).get(contract.LIKELIHOOD_FILE)
+    built_for = entry.get("likelihood") if isinstance(entry, dict) else None
+    # export's gate checks the graph with the manifest as written; a staged model (export's own checks)
+    # lists no entry yet, and a manifest whose config was changed since names another likelihood
+    if blob is None or not files.spec.exact or likelihood not in contract.GRAPH_LIKELIHOODS:
+        return None
+    if entry is not None and built_for != likelihood:
         return None
     return LazySession(blob, contract.LIKELIHOOD_FILE, device, opts)
 

@@ -143,3 +143,14 @@ def test_adding_the_graph_to_a_folder_lists_it_in_the_sealed_manifest(tmp_path: 
     assert main(["--model", str(folder)]) == 0
     vae = VAE(folder, device="cpu")
     assert vae.files.extras[contract.LIKELIHOOD_FILE] == (SHIPPED_MODEL / contract.LIKELIHOOD_FILE).read_bytes()
+
+
+def test_a_graph_built_for_another_likelihood_is_not_run() -> None:
+    """A manifest whose config now names another likelihood than the graph was built for (a gaussian
+    model's means read as bernoulli, as bench/quality.py does) runs the numpy formulas."""
+    vae = VAE(device="cpu")
+    f = vae.files
+    manifest = {**f.manifest, "config": {**f.manifest["config"], "likelihood": "gaussian"}}
+    other = VAE(ModelFiles(f.folder, manifest, f.graphs, f.extras, f.variant), device="cpu")
+    assert vae.loaded.likelihood_graph is not None and other.loaded.likelihood_graph is None
+    assert f.manifest["files"][contract.LIKELIHOOD_FILE]["likelihood"] == "bernoulli"
