@@ -144,7 +144,10 @@ SCORE_K = 16  # the k of the default model's score statistics (score's default; 
 
 def run_worker(python: str, env: dict[str, str], contender: str, device: str, budget: float) -> dict[str, Any]:
     cmd = [python, __file__, "--worker", contender, "--device", device, "--budget", str(budget)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {"error": "no result in 300 s"}
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return {"error": lines[-1] if lines else f"exit {done.returncode}"}

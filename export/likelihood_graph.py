@@ -33,6 +33,12 @@ from edgevae.runtime.errors import EdgeVAEError, run_cli
 from .validate import ValidationError
 
 SOFTPLUS_CLAMP = 80.0  # as runtime/likelihood.py: exp(-80) is still a normal float32
+MIN_OPSET = 13  # ReduceSum takes its axes as an input from opset 13; older decoders get no likelihood graph
+
+
+def graph_opset(blob: bytes) -> int:
+    """The default-domain opset of an ONNX graph."""
+    return max((o.version for o in onnx.load_from_string(blob).opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
 class LikelihoodGraphError(ValidationError):
@@ -54,6 +60,10 @@ def build_likelihood_graph(decoder_blob: bytes, likelihood: str, latent: int, pi
     if likelihood not in contract.GRAPH_LIKELIHOODS:
         raise ValueError(f"a likelihood graph is built for {contract.GRAPH_LIKELIHOODS}; got {likelihood!r}")
     decoder = onnx.load_from_string(decoder_blob)
+    if graph_opset(decoder_blob) < MIN_OPSET:
+        raise ValueError(
+            f"a likelihood graph needs a decoder of opset {MIN_OPSET} or newer; got {graph_opset(decoder_blob)}"
+        )
     nodes: list[onnx.NodeProto] = []
     consts: list[onnx.TensorProto] = []
 
@@ -168,8 +178,8 @@ def likelihood_extra(files: Any) -> tuple[bytes, dict[str, Any]] | None:
     """(bytes, manifest entry) of the likelihood graph for fp32 model files, checked; None for a
     likelihood without one (discretized logistic)."""
     likelihood = str(files.config.get("likelihood", "bernoulli"))
-    if likelihood not in contract.GRAPH_LIKELIHOODS:
-        return None
+    if likelihood not in contract.GRAPH_LIKELIHOODS or graph_opset(files.graphs["decoder"]) < MIN_OPSET:
+        return None  # the runtime then uses the numpy formulas
     from edgevae.runtime.layout import ImageLayout
 
     pixels = ImageLayout.from_config(files.config).pixels

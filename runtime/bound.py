@@ -62,6 +62,7 @@ def run_bound(
         binding.bind_ortvalue_input(name, value)
     for name in outputs:
         binding.bind_output(name, ORT_DEVICES[device], 0)
+    binding.synchronize_inputs()  # a tensor written on another stream (torch, CuPy) is complete before the run
     try:
         session.run_with_iobinding(binding)
     except ORT_ERRORS as exc:

@@ -78,8 +78,9 @@ def log_px_given_z(x: np.ndarray, logits: np.ndarray, mean: np.ndarray | None, l
 
 
 def bernoulli_log_px(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """sum over the last axis of x * l - softplus(l), float64 sums of float32 terms; x (float32)
-    broadcasts against logits (..., pixels) on the leading axes, as in `log_px_given_z`.
+    """sum over the last axis of x * l - softplus(l), float64 sums of float32 terms, shaped like
+    logits (..., pixels) without its last axis; x (float32) has logits' shape, or fewer leading axes,
+    or size 1 on the first (one way only: logits never broadcast against x).
 
     softplus(l) = max(l, 0) + log1p(exp(-|l|)), stable for any l; the work goes in blocks of about
     BLOCK_VALUES along the first axis, so that no pass over the values leaves the cache.

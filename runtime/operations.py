@@ -101,7 +101,9 @@ class Operations(Core):
 
     def sample_on_device(self, n: int, seed: int | None = None) -> ort.OrtValue:
         """`sample(n, seed)`'s images as an OrtValue (n, pixels) left on this VAE's device: the latents
-        (n x latent floats) go to it, the pixels do not come back."""
+        (n x latent floats) go to it, the pixels do not come back. n is bounded like `sample`'s."""
+        n = check_int(n, "n")
+        check_amount("n", n, self.image_bytes, self.memory_budget, " images")
         return self.decode_on_device(self.sample_latent(n, seed))
 
     def reconstruct(self, x: ArrayLike, stochastic: bool = False, seed: int | None = None) -> FloatArray:

@@ -55,8 +55,8 @@ class ProgressLine:
             return
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = f", {(total - done) / rate:.0f} s left" if 0 < rate and done < total else ""
-        pct = 100.0 * done / total if total else 100.0
-        self.stream.write(f"\r{self.label}: {done:,}/{total:,} images ({pct:.0f}%), {rate:,.1f} images/s{eta}\x1b[K")
+        pct = 100 * done // total if total else 100  # floored: 999 of 1000 is 99%, not 100%
+        self.stream.write(f"\r{self.label}: {done:,}/{total:,} images ({pct}%), {rate:,.1f} images/s{eta}\x1b[K")
         self.stream.flush()
         self.drawn = True
 

@@ -181,6 +181,9 @@ class WideSessions:
 
     def session(self, graph: str) -> ort.InferenceSession:
         """The all-cores session of `graph`, made once (for runs that bind their own inputs and outputs)."""
+        session = self.sessions.get(graph)
+        if session is not None:
+            return session
         with self._lock:
             session = self.sessions.get(graph)
             if session is None:

@@ -106,3 +106,10 @@ def test_big_cpu_batches_go_to_the_all_cores_session() -> None:
     vae.decode_on_device(np.zeros((WIDE_ROWS, 20), np.float32))
     assert "decoder" in vae.loaded.wide.sessions
     assert VAE(device="cpu", threads=1).loaded.wide is None
+
+
+def test_sample_on_device_is_bounded_like_sample() -> None:
+    vae = VAE(device="cpu", memory_budget=2_000_000)
+    for call in (vae.sample, vae.sample_on_device):
+        with pytest.raises(ValueError, match="n=5,000 is over its bound of"):
+            call(5000, seed=0)

@@ -154,3 +154,18 @@ def test_a_graph_built_for_another_likelihood_is_not_run() -> None:
     other = VAE(ModelFiles(f.folder, manifest, f.graphs, f.extras, f.variant), device="cpu")
     assert vae.loaded.likelihood_graph is not None and other.loaded.likelihood_graph is None
     assert f.manifest["files"][contract.LIKELIHOOD_FILE]["likelihood"] == "bernoulli"
+
+
+def test_a_decoder_older_than_opset_13_gets_no_graph() -> None:
+    need("onnx")
+    import onnx
+
+    from edgevae.export.likelihood_graph import build_likelihood_graph, graph_opset
+
+    vae = VAE(device="cpu")
+    old = onnx.load_from_string(vae.files.graphs["decoder"])
+    old.opset_import[0].version = 12
+    blob = old.SerializeToString()
+    assert graph_opset(blob) == 12 and graph_opset(vae.files.graphs["decoder"]) == contract.OPSET
+    with pytest.raises(ValueError, match="needs a decoder of opset 13 or newer; got 12"):
+        build_likelihood_graph(blob, "bernoulli", vae.latent, vae.pixels)

@@ -148,3 +148,11 @@ def test_int8_says_it_is_a_cpu_model_on_cuda() -> None:
     assert "use fp16 or fp32" in header(SimpleNamespace(device="cuda"), on_cuda)  # type: ignore[arg-type]
     assert "use fp16 or fp32" not in header(SimpleNamespace(device="cpu"), vae)  # type: ignore[arg-type]
     assert all(not v.on_cuda for name, v in contract.VARIANTS.items() if name != "int8")
+
+
+def test_the_percentage_reaches_100_only_at_the_end() -> None:
+    term, clock = FakeTerminal(), Clock()
+    line = ProgressLine("likelihood", term, delay=0.0, clock=clock)
+    clock.now += 1.0
+    line(999, 1000)
+    assert "(99%)" in term.getvalue() and "(100%)" not in term.getvalue()
