@@ -67,13 +67,18 @@ def need(*modules: str) -> None:
         pytest.importorskip(name, reason=f"{caller} needs {name}, which is not installed: {EXTRAS[name]}")
 
 
-def load_bench(name: str) -> ModuleType:
-    """bench/NAME.py as a module (bench/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+def load_script(path: Path, name: str | None = None) -> ModuleType:
+    """A script (bench/, docs/, web/: folders of scripts, not packages) loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name or f"script_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/NAME.py as a module."""
+    return load_script(REPO / "bench" / f"{name}.py", f"bench_{name}")
 
 
 def assert_same_bytes(got: bytes, want: bytes, message: str) -> None:

@@ -4,7 +4,6 @@ ort variant is reported as not for CUDA and never started there."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,21 +15,17 @@ import pytest
 from edgevae.runtime import contract
 from edgevae.runtime.model import list_packaged_models
 
-from conftest import REPO
+from conftest import REPO, load_script
 
 SCRIPT = REPO / "bench" / "cuda_test.py"
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cuda_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cuda_test() -> ModuleType:
+    return load_script(SCRIPT, "cuda_test")
 
 
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_0() -> None:
-    if load_script().gpu_name() is not None:
+    if cuda_test().gpu_name() is not None:
         pytest.skip("an NVIDIA GPU is present: make cuda-test runs its real checks here")
     done = subprocess.run(
         ["make", "-s", "cuda-test", f"PYTHON={sys.executable}"], cwd=REPO, capture_output=True, text=True
@@ -61,7 +56,7 @@ def test_the_table_covers_every_packaged_variant(tmp_path: Path) -> None:
 
 
 def test_on_cuda_ort_is_not_for_this_device_and_the_rest_fail_loudly(fake_cuda: list) -> None:
-    rows = load_script().selftest_rows("cuda")
+    rows = cuda_test().selftest_rows("cuda")
     ort_rows = [r for r in rows if r["variant"] == "ort"]
     assert ort_rows and all(r["result"] == "not for this device" for r in ort_rows)
     # the fake lists CUDA but runs on the CPU: "did not load" is a failure the table must show

@@ -3,27 +3,18 @@ from artifacts/own_images.json: these tests fail when either drifts."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from conftest import REPO
+from conftest import REPO, load_bench
 
 ARTIFACT_JSON = REPO / "artifacts" / "own_images.json"
 ARTIFACT_MD = REPO / "artifacts" / "own_images.md"
 PAGE = REPO / "docs" / "own-images.md"  # the README's "Your own images" moved there
 
 
-def load_bench() -> object:
-    spec = importlib.util.spec_from_file_location("own_images_bench", REPO / "bench" / "own_images.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_markdown_is_what_the_bench_writes_from_its_json() -> None:
     figures = json.loads(ARTIFACT_JSON.read_text())
-    assert load_bench().markdown(figures) == ARTIFACT_MD.read_text()  # type: ignore[attr-defined]
+    assert load_bench("own_images").markdown(figures) == ARTIFACT_MD.read_text()
 
 
 def test_the_page_quotes_the_markdown() -> None:

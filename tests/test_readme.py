@@ -10,7 +10,6 @@ headings: tests/test_docs_links.py.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import math
 import os
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -34,7 +32,7 @@ need("torch")
 
 from edgevae.train.config import PRESETS, TrainConfig
 
-from conftest import REPO, SHIPPED_MODEL
+from conftest import REPO, SHIPPED_MODEL, load_script
 
 ARTIFACTS = REPO / "artifacts"
 LARGE_MODEL = SHIPPED_MODEL.parent / "large"
@@ -49,14 +47,6 @@ def says(page: str, *phrases: str) -> None:
     text = flat(page)
     for phrase in phrases:
         assert phrase in text, f"{page} lacks: {phrase}"
-
-
-def load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def artifact(name: str) -> Any:
@@ -79,7 +69,7 @@ def source_constant(path: str, name: str) -> Any:
 
 
 def test_every_generated_table_is_its_file(capsys: pytest.CaptureFixture[str]) -> None:
-    tables = load(REPO / "docs" / "make_tables.py", "make_tables")
+    tables = load_script(REPO / "docs" / "make_tables.py", "make_tables")
     code = tables.main(["--check"])
     assert code == 0, capsys.readouterr().out
     used = {name for page in tables.pages() for name in tables.used_blocks(page.read_text())}
@@ -87,7 +77,7 @@ def test_every_generated_table_is_its_file(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_a_changed_table_is_caught() -> None:
-    tables = load(REPO / "docs" / "make_tables.py", "make_tables")
+    tables = load_script(REPO / "docs" / "make_tables.py", "make_tables")
     page = (REPO / "docs" / "export.md").read_text()
     forged = page.replace("| 27% |", "| 20% |")
     assert forged != page and tables.render_page(forged, {}) == page

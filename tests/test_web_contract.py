@@ -3,7 +3,6 @@ table are exactly what web/make_contract.py renders from runtime/contract.py, an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -13,17 +12,13 @@ import pytest
 
 from edgevae.runtime import contract
 
-from conftest import REPO
+from conftest import REPO, load_script
 
 Capture = pytest.CaptureFixture[str]
 
 
 def make_contract() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_contract", REPO / "web" / "make_contract.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "web" / "make_contract.py", "make_contract")
 
 
 def test_the_committed_files_are_the_scripts_output() -> None:

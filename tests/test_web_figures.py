@@ -3,14 +3,13 @@ still describes the files shipped now: the graphs' and the page's bytes, and par
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from edgevae.runtime import contract
 
-from conftest import REPO, SHIPPED_MODEL
+from conftest import REPO, SHIPPED_MODEL, load_bench
 
 WEB_JSON = REPO / "artifacts" / "web.json"
 WEB_MD = REPO / "artifacts" / "web.md"
@@ -68,10 +67,7 @@ def test_the_measured_parity_is_within_the_variants_tolerance() -> None:
 
 def test_web_md_is_what_bench_web_renders_from_web_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "bench"))  # bench/web.py imports bench/run.py's helpers
-    spec = importlib.util.spec_from_file_location("bench_web", REPO / "bench" / "web.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("web")
     assert module.render(json.loads(WEB_JSON.read_text())) == WEB_MD.read_text()
     assert module.kind_of("/web/node_modules/onnxruntime-web/dist/ort.wasm.min.mjs") == "onnxruntime-web JS"
     assert module.kind_of("/runtime/models/default/decoder.onnx") == "graphs (fp32, as loaded)"
