@@ -40,6 +40,7 @@ from .sessions import (  # noqa: F401  (CPU, CUDA, MAX_THREADS, run_error: names
     LazySession,
     Runner,
     WideSessions,
+    all_cores_options,
     check_session_signature,
     make_runner,
     make_session_options,
@@ -143,11 +144,8 @@ def open_model(
         wide = WideSessions(files.graphs, {g: files.spec.file(g) for g in files.graphs}, optimization_level)
         for graph, first in (("encoder", contract.X), ("decoder", contract.Z)):
             runners[graph] = wide.route(runners[graph], graph, first)
-    if auto_threads:  # the likelihood graph's runs are always big: every core, spinning off
-        lik_opts = make_session_options(0, optimization_level)
-        lik_opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    else:
-        lik_opts = opts
+    # the likelihood graph's runs are always big: with threads=None, every core, spinning off
+    lik_opts = all_cores_options(optimization_level) if auto_threads else opts
     # on one CPU thread numpy's passes beat the graph's (make bench): it runs with more threads, or on CUDA
     on_cpu = sessions["decoder"].get_providers()[0] == PROVIDERS[CPU_DEVICE]
     one_cpu_thread = on_cpu and lik_opts.intra_op_num_threads == 1

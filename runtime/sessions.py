@@ -148,65 +148,70 @@ def start_session(blob: bytes, name: str, device: str, options: ort.SessionOptio
     return session
 
 
+def all_cores_options(optimization_level: str | None) -> ort.SessionOptions:
+    """Options of a session for big batches: onnxruntime's default threads (one per core), spinning off."""
+    opts = make_session_options(0, optimization_level)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+class LazySession:
+    """A session started on first use (once, under a lock), with its runner (make_runner's): for a
+    graph that not every call needs, such as the likelihood graph or an all-cores session."""
+
+    def __init__(self, blob: bytes, name: str, device: str, options: ort.SessionOptions) -> None:
+        self._blob, self.name, self._device, self._options = blob, name, device, options
+        self.started: ort.InferenceSession | None = None
+        self._runner: Runner | None = None
+        self._lock = threading.Lock()
+
+    def session(self) -> ort.InferenceSession:
+        if self.started is None:
+            with self._lock:
+                if self.started is None:
+                    self.started = start_session(self._blob, self.name, self._device, self._options)
+        return self.started
+
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = make_runner(self.session(), self.name)
+        return self._runner
+
+
 class WideSessions:
     """With threads=None on the CPU: batches under WIDE_ROWS rows run on single-thread sessions (no
     thread-pool wake-up: fastest for these small graphs, and many request threads scale), larger
     ones on sessions using every core with spinning off, each made on first need."""
 
     def __init__(self, graphs: dict[str, bytes], names: dict[str, str], optimization_level: str | None) -> None:
-        self._graphs, self._names, self._level = graphs, names, optimization_level
-        self.runners: dict[str, Runner] = {}  # graph -> the all-cores runner, once made
-        self.sessions: dict[str, ort.InferenceSession] = {}  # graph -> its session
-        self._lock = threading.RLock()
+        opts = all_cores_options(optimization_level)
+        self._lazy = {g: LazySession(blob, names[g], CPU_DEVICE, opts) for g, blob in graphs.items()}
+
+    @property
+    def sessions(self) -> dict[str, ort.InferenceSession]:
+        """graph -> its all-cores session, for those made so far."""
+        return {g: lazy.started for g, lazy in self._lazy.items() if lazy.started is not None}
+
+    @property
+    def runners(self) -> dict[str, Runner]:
+        """graph -> its all-cores runner, for those made so far."""
+        return {g: lazy.runner() for g, lazy in self._lazy.items() if lazy.started is not None}
 
     def route(self, small: Runner, graph: str, first: str) -> Runner:
         """A runner that sends batches of WIDE_ROWS rows or more (of input `first`) to the all-cores session."""
+        wide = self._lazy[graph]
 
         def run(names: list[str], feeds: dict[str, Any]) -> list[Any]:
             if len(feeds[first]) < WIDE_ROWS:
                 return small(names, feeds)
-            return self.runner(graph)(names, feeds)
+            return wide.runner()(names, feeds)
 
         return run
 
     def runner(self, graph: str) -> Runner:
         """The all-cores runner of `graph` (onnxruntime's default threads, spinning off), made once."""
-        runner = self.runners.get(graph)
-        if runner is None:
-            with self._lock:
-                runner = self.runners.get(graph)
-                if runner is None:
-                    runner = self.runners[graph] = make_runner(self.session(graph), self._names[graph])
-        return runner
+        return self._lazy[graph].runner()
 
     def session(self, graph: str) -> ort.InferenceSession:
         """The all-cores session of `graph`, made once (for runs that bind their own inputs and outputs)."""
-        session = self.sessions.get(graph)
-        if session is not None:
-            return session
-        with self._lock:
-            session = self.sessions.get(graph)
-            if session is None:
-                opts = make_session_options(0, self._level)
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                session = start_session(self._graphs[graph], self._names[graph], CPU_DEVICE, opts)
-                self.sessions[graph] = session
-        return session
-
-
-class LazySession:
-    """A session started on first use (once, under a lock), with a runner like make_runner's: for a
-    graph that not every caller needs, such as the likelihood graph."""
-
-    def __init__(self, blob: bytes, name: str, device: str, options: ort.SessionOptions) -> None:
-        self._blob, self.name, self._device, self._options = blob, name, device, options
-        self._runner: Runner | None = None
-        self._lock = threading.Lock()
-
-    def runner(self) -> Runner:
-        if self._runner is None:
-            with self._lock:
-                if self._runner is None:
-                    session = start_session(self._blob, self.name, self._device, self._options)
-                    self._runner = make_runner(session, self.name)
-        return self._runner
+        return self._lazy[graph].session()
