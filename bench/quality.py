@@ -55,10 +55,15 @@ def graph_bytes(vae: VAE, variant: str) -> int | None:
     return sum(files[n]["size"] for n in names) if names else None
 
 
+def prepared(test: np.ndarray, likelihood: str) -> np.ndarray:
+    """All test images as training evaluates them: binarized once for bernoulli, grey levels otherwise."""
+    x = torch.from_numpy(test.reshape(len(test), -1).astype(np.float32) / 255.0)
+    return prepare_eval_images(x, likelihood).numpy()
+
+
 def measure_nll(vae: VAE, test: np.ndarray, n: int, k: int) -> dict[str, Any]:
     """-log p(x) of the first n test images (binarized for bernoulli) under `vae`, with its protocol."""
-    x = torch.from_numpy(test.reshape(len(test), -1).astype(np.float32) / 255.0)
-    x = prepare_eval_images(x, vae.likelihood).numpy()[:n]  # binarize all, then take the first n
+    x = prepared(test, vae.likelihood)[:n]  # binarize all, then take the first n
     t0 = time.perf_counter()
     ll = float(np.mean(vae.log_likelihood(x, k=k, seed=0)))
     record = describe_nll(-ll, k, n, vae.likelihood, EVAL_SEED)
@@ -81,8 +86,9 @@ def evaluate_model(name: str, graphs: Path, checkpoints: Path, test: np.ndarray,
         record["as_bernoulli"] = measure_nll(read_as_bernoulli(vae), test, n, k)
     metrics = json.loads((checkpoints / "metrics.json").read_text())
     config = metrics["config"]
-    x = prepare_eval_images(torch.from_numpy(test.reshape(len(test), -1).astype(np.float32) / 255.0), vae.likelihood)
-    activity = vae.latent_activity(x.numpy())  # all 10,000: active units (Burda et al. 2015) and KL per unit
+    activity = vae.latent_activity(
+        prepared(test, vae.likelihood)
+    )  # all 10,000: active units (Burda et al. 2015) and KL per unit
     return {
         **record,
         "active_units": activity.active_units,

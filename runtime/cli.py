@@ -341,11 +341,8 @@ def cmd_score(args: argparse.Namespace) -> str:
     vae = load_vae(args)
     threshold, described = resolve_threshold(vae, args.threshold, args.score)
     x = read_images(args.input, vae.input_rule(args.input, 64), channels=vae.channels)
-    line = ProgressLine("score")
-    try:
+    with ProgressLine("score") as line:
         result = vae.score(x, score=args.score, k=args.k, seed=args.seed, progress=line)
-    finally:
-        line.close()
     summary = f"{header(args, vae)}\nscored {len(result.score)} images: score {result.name}, k={result.k}"
     if threshold is not None:
         summary += f"; {int((result.score > threshold).sum())} flagged above {described}"
@@ -358,11 +355,8 @@ def cmd_likelihood(args: argparse.Namespace) -> str:
     output = plan_output(args.output, formats={".csv": "csv"}, default="csv", inputs=[args.input])
     vae = load_vae(args)
     x = read_images(args.input, vae.input_rule(args.input, 64), channels=vae.channels)
-    line = ProgressLine("likelihood")
-    try:
+    with ProgressLine("likelihood") as line:
         ll = np.atleast_1d(vae.log_likelihood(x, k=args.k, seed=args.seed, progress=line))
-    finally:
-        line.close()
     dims = vae.pixels
     text = "index,log_likelihood_nats,bits_per_dim\n" + "".join(
         f"{i},{v:.6f},{-v / (dims * math.log(2)):.6f}\n" for i, v in enumerate(ll)

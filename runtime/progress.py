@@ -5,7 +5,8 @@
 A callback is called with (images done, images in all) after each block of images is finished, the
 last call with done == total; an exception it raises stops the work and reaches the caller. The CLI
 passes a `ProgressLine`: on a terminal it shows one line on stderr, rewritten in place, once a job
-has run for `DELAY_S` seconds; when stderr is not a terminal it writes nothing.
+has run for `DELAY_S` seconds; when stderr is not a terminal it writes nothing. As a context manager
+it ends its line on the way out, error or not.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class ProgressLine:
         self.stream.write(f"\r{self.label}: {done:,}/{total:,} images ({pct}%), {rate:,.1f} images/s{eta}\x1b[K")
         self.stream.flush()
         self.drawn = True
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """End the line if one was drawn."""
