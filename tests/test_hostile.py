@@ -129,6 +129,7 @@ def test_1_dash_writes_to_stdout(tmp_path: Path, digits: Path) -> None:
     [
         (["interpolate", "x.npy", "x.npy", "--steps", "1000000", "-o", "p.png"], "--steps=1,000,000"),
         (["score", "x.npy", "-k", "1000000000"], "k=1,000,000,000"),
+        (["likelihood", "x.npy", "-k", "1000000000"], "k=1,000,000,000"),
         (["sample", "-n", "100000000", "-o", "s.npy"], "-n=100,000,000"),
     ],
 )
@@ -224,13 +225,19 @@ def test_5_an_output_that_is_the_input_is_refused_before_work(alias: str, tmp_pa
     assert "is the input file" in one_line_error(done) and digits.read_bytes() == before
 
 
-def test_5_score_output_must_be_csv_and_is_checked_before_work(
-    tmp_path: Path, digits: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("command", "method"), [("score", "score"), ("likelihood", "log_likelihood")])
+def test_5_csv_outputs_must_be_csv_and_are_checked_before_work(
+    command: str,
+    method: str,
+    tmp_path: Path,
+    digits: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(VAE, "score", lambda *a, **k: pytest.fail("scored before checking the output"))
-    assert main(["score", str(digits), "-o", str(tmp_path / "s.png")]) == 2
+    monkeypatch.setattr(VAE, method, lambda *a, **k: pytest.fail("worked before checking the output"))
+    assert main([command, str(digits), "-o", str(tmp_path / "s.png")]) == 2
     assert "output must end in .csv, got 's.png'" in capsys.readouterr().err
-    assert main(["score", str(digits), "-o", str(digits)]) == 2  # and never onto its input
+    assert main([command, str(digits), "-o", str(digits)]) == 2  # and never onto its input
 
 
 # -- 6. forged .npz members -------------------------------------------------------------------------
