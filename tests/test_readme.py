@@ -549,3 +549,28 @@ def test_the_likelihood_graph_figures_are_the_manifests() -> None:
     n = inspect.signature(lg.check_images).parameters["n"].default
     k = inspect.signature(lg.check_likelihood_graph).parameters["k"].default
     says("docs/export.md", f"on real digits ({n} images, k={k})")
+
+
+def test_the_progress_and_graph_check_figures_are_the_code_constants() -> None:
+    import inspect
+
+    from edgevae.runtime.progress import DELAY_S
+    from edgevae.runtime.selftest import likelihood_check
+
+    says("docs/likelihood.md", f"the job has run for {DELAY_S:g} seconds")
+    k = inspect.signature(likelihood_check).parameters["k"].default
+    says(
+        "docs/selftest.md",
+        f"seed 0, k={k}): each importance weight within {contract.LIKELIHOOD_GRAPH_NATS:.0e}".replace("e-03", "e-3")
+        + " nats plus 1e-6 of its size",
+    )
+    assert "rtol=1e-6" in inspect.getsource(likelihood_check)
+
+
+def test_the_bernoulli_blocking_figures_are_the_code_constants() -> None:
+    from edgevae.runtime.likelihood import BLOCK_VALUES, SOFTPLUS_CLAMP
+
+    says(
+        "docs/speed.md",
+        f"`exp(-min(|l|, {SOFTPLUS_CLAMP:g}))` in {BLOCK_VALUES * 4 // 1024} KiB blocks",
+    )
