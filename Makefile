@@ -26,10 +26,18 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-## train: retrain a released model from its preset (make train DATA_DIR=/path/to/mnist TRAIN_ARGS=--overwrite [MODEL=large|book])
+## train: retrain a released model from its preset (make train DATA_DIR=/path/to/mnist TRAIN_ARGS=--overwrite [MODEL=large|book]);
+## a model trained in stages (large: train/config.py STAGES) runs each, fine-tuning the one before; the
+## earlier stages' runs stay in artifacts/runs/stages/, the last one is $(CHECKPOINTS)
 train: venv
 	@test -n "$(DATA_DIR)" || { echo "make train needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
-	$(BIN)/python -m edgevae.train --data-dir "$(DATA_DIR)" --preset $(MODEL) --out $(CHECKPOINTS) $(TRAIN_ARGS)
+	@set -e; stages="$$($(BIN)/python -c 'from edgevae.train.config import stages; print(*stages("$(MODEL)"))')"; \
+	last="$${stages##* }"; prev=; for stage in $$stages; do \
+	  if [ "$$stage" = "$$last" ]; then out="$(CHECKPOINTS)"; else out="artifacts/runs/stages/$$stage"; fi; \
+	  echo "stage $$stage -> $$out$${prev:+ (from $$prev)}"; \
+	  $(BIN)/python -m edgevae.train --data-dir "$(DATA_DIR)" --preset $$stage --out "$$out" $${prev:+--init-from "$$prev"} $(TRAIN_ARGS); \
+	  prev="$$out"; \
+	done
 
 ## export: checkpoints -> validated ONNX graphs + manifest + samples.png (TRAIN=1 retrains first);
 ## with DATA_DIR (as shipped), the unusual-input score's mixture is fitted to 50,000 of the 60,000 training digits
@@ -75,10 +83,11 @@ ood: venv
 	@test -n "$(DATA_DIR)" || { echo "make ood needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(BIN)/python bench/ood.py --data-dir "$(DATA_DIR)"
 
-## quality: -log p(x) of default, large and book through their graphs (docs/quality.md); writes artifacts/quality.json
+## quality: -log p(x) of default, large, book and conv28 through their graphs (docs/quality.md); writes artifacts/quality.json
 quality: venv
 	@test -n "$(DATA_DIR)" || { echo "make quality needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(MAKE) export MODEL=book
+	$(MAKE) export MODEL=conv28
 	$(BIN)/python bench/quality.py --data-dir "$(DATA_DIR)"
 
 ## ablation: what each training change buys in nats, 30-epoch runs (~25 min on 2 cores); writes artifacts/ablation.json

@@ -23,13 +23,25 @@ from pathlib import Path
 from edgevae.runtime.atomic import write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-# (row, flags on top of the textbook size trained on the ELBO)
+
+
+def stage(preset: str, row: int) -> list[str]:
+    """A fine-tuning stage's flags: its preset, started from row `row`'s run."""
+    return ["--preset", preset, "--init-from", f"{{{row}}}"]
+
+
+# (row, flags on top of the textbook size trained on the ELBO). "{i}" stands for row i's run folder:
+# a fine-tuning row starts from that run's weights (--init-from), and its minutes include that run's.
 ROWS = [
     ("textbook size, ELBO (the old default)", ["--objective", "elbo"]),
     ("+ IWAE objective, k=5 (the default)", ["--objective", "iwae", "--k", "5"]),
     ("+ KL warm-up over 10 epochs", ["--objective", "elbo", "--warmup-epochs", "10"]),
     ("+ gated block (1 x 200)", ["--objective", "elbo", "--block", "gated"]),
     ("2 gated layers of 300, 40 latents, warm-up 10 (the large preset)", ["--preset", "large"]),
+    ("large preset, IWAE objective k=5", ["--preset", "large", "--objective", "iwae", "--k", "5"]),
+    ("the large preset's run, then 30 epochs more as IWAE k=5 (large-iwae5)", stage("large-iwae5", 4)),
+    ("... then 30 epochs more as IWAE k=20 (large-iwae20)", stage("large-iwae20", 6)),
+    ("the default's run (row 2), then 30 epochs more as IWAE k=20 (default-iwae20)", stage("default-iwae20", 1)),
 ]
 
 
@@ -47,13 +59,29 @@ def train_row(flags: list[str], epochs: int, data_dir: str | None, out: Path) ->
 
 
 def summarize_row(flags: list[str], out: Path, wall_minutes: float | None) -> dict:
+    """A finished run's figure; a fine-tuned run's training minutes include its source run's."""
     metrics = json.loads((out / "metrics.json").read_text())
+    minutes = sum(h["seconds"] for h in metrics["history"]) / 60
     return {
         "flags": flags,
         "test_nll": metrics["test_nll"],
-        "train_minutes": sum(h["seconds"] for h in metrics["history"]) / 60,
+        "train_minutes": minutes + metrics.get("init_from", {}).get("train_minutes", 0.0),
         "wall_minutes": wall_minutes,
     }
+
+
+def recorded_rows(path: Path, epochs: int) -> dict[str, dict]:
+    """Rows already measured in `path` at this many epochs: a row whose name and flags are unchanged is
+    kept, not retrained (pass --rerun to retrain every row)."""
+    if not path.is_file():
+        return {}
+    doc = json.loads(path.read_text())
+    return doc["rows"] if doc.get("epochs") == epochs else {}
+
+
+def resolve_flags(flags: list[str], folders: list[Path]) -> list[str]:
+    """Flags with "{i}" replaced by the run folder of row i (a fine-tuning row's --init-from)."""
+    return [str(folders[int(f[1:-1])]) if f.startswith("{") and f.endswith("}") else f for f in flags]
 
 
 def main() -> None:
@@ -66,10 +94,19 @@ def main() -> None:
     p.add_argument(
         "--work", default=str(REPO / "artifacts" / "runs" / "ablation"), help="run folders (default: %(default)s)"
     )
+    p.add_argument("--rerun", action="store_true", help="retrain rows already recorded in --out (default: keep them)")
     args = p.parse_args()
+    kept = {} if args.rerun else recorded_rows(Path(args.out), args.epochs)
+    folders = [Path(args.work) / f"{args.epochs}-{i}" for i in range(len(ROWS))]
     results = {}
     for i, (row, flags) in enumerate(ROWS):
-        results[row] = train_row(flags, args.epochs, args.data_dir, Path(args.work) / f"{args.epochs}-{i}")
+        needed = any(f"{{{i}}}" in later for _, later_flags in ROWS[i + 1 :] for later in later_flags)
+        finished = (folders[i] / "metrics.json").is_file()
+        if row in kept and kept[row]["flags"] == flags and (finished or not needed):
+            results[row] = kept[row]
+        else:
+            results[row] = train_row(resolve_flags(flags, folders), args.epochs, args.data_dir, folders[i])
+            results[row]["flags"] = flags
         print(f"{row}: {results[row]['test_nll']['nll']:.2f} nats", flush=True)
     base = results[ROWS[0][0]]["test_nll"]["nll"]
     lines = [

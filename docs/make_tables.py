@@ -65,6 +65,7 @@ LIKELIHOOD_TEXT = {
 
 
 def preset_row(name: str, config: Any) -> str:
+    from edgevae.train.config import STAGES
     from edgevae.train.conv import stage_channels
 
     m = config.model
@@ -77,6 +78,9 @@ def preset_row(name: str, config: Any) -> str:
     objective = f"IWAE, k = {config.k}" if config.objective == "iwae" else "ELBO"
     if config.warmup_epochs:
         objective += f", KL warm-up {config.warmup_epochs} epochs"
+    before = next((s[s.index(name) - 1] for s in STAGES.values() if name in s[1:]), None)
+    if before:
+        objective += f"; fine-tunes `{before}`'s run"
     schedule = f"cosine decay to {rate(config.lr_final)}" if config.lr_schedule == "cosine" else "constant"
     cells = [f"`{name}`", network, likelihood, objective, f"Adam {rate(config.lr)}, {schedule}"]
     return "| " + " | ".join([*cells, str(config.batch_size), str(config.epochs)]) + " |"

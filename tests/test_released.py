@@ -3,6 +3,7 @@ each other and with the preset, and every NLL figure says how it was measured.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from conftest import need
 need("torch")
 
 from edgevae.train import checkpoint
-from edgevae.train.config import PRESETS, TrainConfig
+from edgevae.train.config import PRESETS, TrainConfig, stages
 from edgevae.train.evaluate import EVAL_SEED, IW_ESTIMATOR
 
 from conftest import RELEASED_CHECKPOINTS
@@ -52,4 +53,11 @@ def test_checkpoints_are_the_ones_the_metrics_describe(name: str) -> None:
         assert obj["train_config"] == metrics["config"]
         assert obj["epoch"] == metrics["config"]["epochs"]
         assert TrainConfig.from_dict(obj["train_config"]).model == getattr(pair, kind).config
-    assert TrainConfig.from_dict(metrics["config"]) == PRESETS[name]
+    # the last stage's preset (a staged model: each stage fine-tuned the one before, config.STAGES)
+    last = stages(name)[-1]
+    assert dataclasses.replace(TrainConfig.from_dict(metrics["config"]), init_from="") == PRESETS[last]
+    recorded = metrics.get("stages", [None])
+    assert len(recorded) == len(stages(name))
+    for stage, preset in zip(recorded[:-1], stages(name)[:-1], strict=True):
+        wanted = PRESETS[preset].to_dict()
+        assert stage == {**{key: wanted[key] for key in stage if key != "minutes"}, "minutes": stage["minutes"]}

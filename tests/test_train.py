@@ -53,10 +53,14 @@ def test_same_seed_gives_the_same_losses_and_weights(data_dir: Path, tmp_path: P
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.parametrize("stage", ["fresh", "fine-tuning"])
 def test_interrupted_then_resumed_run_matches_uninterrupted(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
 ) -> None:
     config = TrainConfig(epochs=3, **SMALL)
+    if stage == "fine-tuning":  # a stage of a staged model (config.STAGES) resumes bit for bit too
+        run(TrainConfig(epochs=1, **SMALL), data_dir, tmp_path / "source")
+        config = TrainConfig(epochs=3, objective="iwae", k=2, init_from=str(tmp_path / "source"), **SMALL)
     whole = run(config, data_dir, tmp_path / "whole")
 
     real_evaluate = loop.evaluate_elbo
@@ -90,6 +94,67 @@ def test_resume_with_a_different_config_is_refused(data_dir: Path, tmp_path: Pat
     run(TrainConfig(epochs=1, **SMALL), data_dir, tmp_path)
     with pytest.raises(checkpoint.CheckpointError, match="different config"):
         run(TrainConfig(epochs=1, lr=5e-4, **SMALL), data_dir, tmp_path, resume=True)
+
+
+def test_fine_tuning_starts_from_the_source_run_and_records_it(data_dir: Path, tmp_path: Path) -> None:
+    source = run(TrainConfig(epochs=2, **SMALL), data_dir, tmp_path / "source")
+    tuned_config = TrainConfig(epochs=1, objective="iwae", k=3, init_from=str(tmp_path / "source"), **SMALL)
+    tuned = run(tuned_config, data_dir, tmp_path / "tuned")
+    fresh = run(dataclasses.replace(tuned_config, init_from=""), data_dir, tmp_path / "fresh")
+    # the source's weights carry over: its first epoch starts where the source ended, far below a fresh start
+    assert tuned["history"][0]["train_loss"] < source["history"][0]["train_loss"]
+    assert tuned["history"][0]["train_loss"] < fresh["history"][0]["train_loss"] - 5.0
+    src = tuned["init_from"]
+    enc = checkpoint.read_file(tmp_path / "source" / checkpoint.ENCODER_FILE)
+    assert (src["run"], src["epochs"]) == (enc["run"], 2)
+    assert src["train_config"] == TrainConfig(epochs=2, **SMALL).to_dict()
+    assert src["train_minutes"] == pytest.approx(sum(h["seconds"] for h in source["history"]) / 60)
+    assert tuned["config"]["init_from"] == str(tmp_path / "source")
+    stages = tuned["stages"]  # every stage the weights went through, oldest first, with its minutes
+    assert [(st["objective"], st["k"], st["epochs"]) for st in stages] == [("elbo", 1, 2), ("iwae", 3, 1)]
+    assert stages[1]["minutes"] == pytest.approx(sum(h["seconds"] for h in tuned["history"]) / 60)
+    again = run(dataclasses.replace(tuned_config, init_from=str(tmp_path / "tuned")), data_dir, tmp_path / "again")
+    assert [st["epochs"] for st in again["stages"]] == [2, 1, 1]
+    assert "init_from" not in TrainConfig().to_dict()  # saved configs without it stay as they were
+
+
+def test_fine_tuning_refuses_another_network(data_dir: Path, tmp_path: Path) -> None:
+    run(TrainConfig(epochs=1, **SMALL), data_dir, tmp_path / "source")
+    config = TrainConfig(model=VAEConfig(latent=10), epochs=1, init_from=str(tmp_path / "source"), **SMALL)
+    with pytest.raises(checkpoint.CheckpointError, match="model config .* differs"):
+        run(config, data_dir, tmp_path / "tuned")
+
+
+def test_make_train_runs_each_stage_from_the_one_before(tmp_path: Path) -> None:
+    """`make train MODEL=large` runs the presets of config.STAGES in order, each --init-from the last
+    one's folder, the final stage into the model's checkpoints folder (a stand-in python logs the runs)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    log = tmp_path / "runs.log"
+    fake = venv / "bin" / "python"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = -m ]; then shift 2; echo "$@" >> {log}; else exec {sys.executable} "$@"; fi\n'
+    )
+    fake.chmod(0o755)
+    (venv / "bin" / ".installed").touch()  # newer than pyproject.toml: make does not build this venv
+    repo = Path(__file__).resolve().parents[1]
+    made = subprocess.run(
+        ["make", "-s", "train", "MODEL=large", "DATA_DIR=/mnist", f"VENV={venv}", "TRAIN_ARGS=--overwrite"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    runs = [line.split() for line in log.read_text().splitlines()]
+    from edgevae.train.config import stages
+
+    presets = [r[r.index("--preset") + 1] for r in runs]
+    assert presets == list(stages("large")) == ["large", "large-iwae5", "large-iwae20"]
+    outs = [r[r.index("--out") + 1].strip('"') for r in runs]
+    assert outs[-1] == "artifacts/checkpoints-large"
+    assert "--init-from" not in runs[0]
+    for before, r in zip(outs[:-1], runs[1:], strict=True):
+        assert r[r.index("--init-from") + 1] == before and "--overwrite" in r
 
 
 def test_importance_weighted_metric_is_written(data_dir: Path, tmp_path: Path) -> None:

@@ -227,6 +227,7 @@ def train_in_world(
 
     distributed.barrier(world)  # the other ranks read OUT only after rank 0 has tidied it
     state_path = out / checkpoint.STATE_FILE
+    source = start_from(config, encoder, decoder) if config.init_from else None
     if resume and state_path.is_file():
         state = checkpoint.load_train_state(state_path)
         if TrainConfig.from_dict(state["train_config"]) != config:
@@ -324,10 +325,51 @@ def train_in_world(
     decoder.eval()
     metrics = summarize(config, encoder, decoder, test_x, history, dev)
     metrics["processes"] = world.size
+    if source is not None:
+        metrics["init_from"] = source
+        metrics["stages"] = [*source.get("stages", []), stage_record(metrics["config"], history)]
     metrics["data"] = data_info
     write_json(out / METRICS_FILE, metrics)
     write_pictures(out, history, decoder, config, dev)
     return metrics
+
+
+def start_from(config: TrainConfig, encoder: torch.nn.Module, decoder: torch.nn.Module) -> dict[str, Any]:
+    """Load the final weights of the run in `config.init_from` into `encoder` and `decoder` (fine-tuning;
+    a --resume afterwards overwrites them with its own state). Returns the source's provenance for
+    metrics.json: folder, run, epochs, the sha256 of both files, its train config and training minutes.
+    CheckpointError when its model config differs from this run's."""
+    folder = Path(config.init_from)
+    pair = checkpoint.load_checkpoints(folder)
+    if pair.encoder.config != config.model:
+        raise CheckpointError(
+            f"--init-from {folder}: its model config {pair.encoder.config.to_dict()} differs from this run's "
+            f"{config.model.to_dict()}; fine-tuning keeps the network"
+        )
+    encoder.load_state_dict(pair.encoder.state_dict())
+    decoder.load_state_dict(pair.decoder.state_dict())
+    meta = checkpoint.read_file(pair.paths["encoder"])
+    source: dict[str, Any] = {
+        "folder": str(folder),
+        "run": meta.get("run"),
+        "epochs": meta.get("epoch"),
+        "sha256": pair.sha256,
+        "train_config": meta.get("train_config"),
+    }
+    metrics_path = folder / METRICS_FILE
+    if metrics_path.is_file():
+        done = json.loads(metrics_path.read_text())
+        source["train_minutes"] = sum(h.get("seconds", 0.0) for h in done.get("history", [])) / 60
+        source["stages"] = done.get("stages") or [stage_record(done["config"], done.get("history", []))]
+    logger.info("fine-tuning from %s (run %s, epoch %s)", folder, source["run"], source["epochs"])
+    return source
+
+
+def stage_record(config: dict[str, Any], history: list[dict[str, float]]) -> dict[str, Any]:
+    """One training stage for metrics.json's "stages" (a fine-tuned run lists every run it grew from):
+    its objective, k, warm-up, learning rates, epochs and minutes."""
+    keys = ("objective", "k", "warmup_epochs", "lr", "lr_final", "epochs")
+    return {**{key: config.get(key) for key in keys}, "minutes": sum(h.get("seconds", 0.0) for h in history) / 60}
 
 
 def make_progress(total: int, desc: str, enabled: bool) -> Any:
