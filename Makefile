@@ -51,6 +51,8 @@ ship: export
 	$(BIN)/python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['files']))" $(ONNX_DIR)/manifest.json \
 	  | tr ' ' '\n' | sed 's|^|$(ONNX_DIR)/|' | xargs -I{} cp {} $(MODEL_DIR)/
 	cp $(ONNX_DIR)/manifest.json $(MODEL_DIR)/
+	$(BIN)/python -m edgevae.export.likelihood_graph --model $(MODEL_DIR)  # likelihood.onnx (docs/export.md)
+	$(if $(DATA_DIR),$(BIN)/python -m edgevae.export.latents --model $(MODEL_DIR) --data-dir "$(DATA_DIR)")  # active units, all test digits
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

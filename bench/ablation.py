@@ -41,7 +41,6 @@ ROWS = [
     ("large preset, IWAE objective k=5", ["--preset", "large", "--objective", "iwae", "--k", "5"]),
     ("the large preset's run, then 30 epochs more as IWAE k=5 (large-iwae5)", stage("large-iwae5", 4)),
     ("... then 30 epochs more as IWAE k=20 (large-iwae20)", stage("large-iwae20", 6)),
-    ("the default's run (row 2), then 30 epochs more as IWAE k=20 (default-iwae20)", stage("default-iwae20", 1)),
 ]
 
 

@@ -207,9 +207,6 @@ PRESETS: dict[str, TrainConfig] = {
         epochs=240,
         warmup_epochs=10,
     ),
-    # The shipped default model's second stage: the default run, trained further on the IWAE bound with
-    # k=20 (fine-tuning, --init-from its folder; `make train` runs both stages).
-    "default-iwae20": TrainConfig(objective="iwae", k=20, lr=1e-4, lr_final=1e-5, epochs=40),
     # The shipped large model's later stages, each fine-tuning the one before (--init-from its folder;
     # `make train MODEL=large` runs all three): the IWAE bound, first with k=5, then k=20 (Burda et al.
     # 2015, section 5.2: a VAE trained further as an IWAE gains log-likelihood and active units).
@@ -271,10 +268,7 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 # Models trained in stages, each stage fine-tuning the one before (--init-from); any other preset is one stage.
-STAGES: dict[str, tuple[str, ...]] = {
-    "default": ("default", "default-iwae20"),
-    "large": ("large", "large-iwae5", "large-iwae20"),
-}
+STAGES: dict[str, tuple[str, ...]] = {"large": ("large", "large-iwae5", "large-iwae20")}
 
 
 def stages(preset: str) -> tuple[str, ...]:
