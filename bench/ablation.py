@@ -4,11 +4,13 @@
 
 Trains one run per row with `python -m edgevae.train` (its own process, seed 0, all 60,000 training
 images, `--epochs` each, cosine learning rate 1e-3 -> 1e-4), each adding one change to the textbook
-size trained on the ELBO, then the large preset's network. Every run is scored the same way:
+size trained on the ELBO, then the large preset's network and the stages that fine-tune it (a row
+started from an earlier row's run: its minutes include that run's). Every run is scored the same way:
 -log p(x) on the first 1000 test images binarized once with seed 20140101, k=1000 (the importance-
 weighted bound, train/evaluate.py; the runtime computes the same within 1e-4 nats given the same
 noise, tests/test_likelihood.py). Prints a Markdown table and writes artifacts/ablation.json.
-The full-length figures of the released models are `make quality`'s.
+The full-length figures of the released models are `make quality`'s. A row already in the output
+file with the same name, flags and epochs is kept, not retrained (`--rerun` retrains every row).
 """
 
 from __future__ import annotations
