@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from edgevae.runtime.atomic import write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,10 +64,13 @@ def train_row(flags: list[str], epochs: int, data_dir: str | None, out: Path) ->
 def summarize_row(flags: list[str], out: Path, wall_minutes: float | None) -> dict:
     """A finished run's figure; a fine-tuned run's training minutes include its source run's."""
     metrics = json.loads((out / "metrics.json").read_text())
-    minutes = sum(h["seconds"] for h in metrics["history"]) / 60
+    seconds = [h["seconds"] for h in metrics["history"]]
+    minutes = sum(seconds) / 60
     return {
         "flags": flags,
         "test_nll": metrics["test_nll"],
+        # wall time per epoch: a longest epoch far above the median is a run that was paused or starved
+        "epoch_seconds": {"median": float(np.median(seconds)), "longest": max(seconds)},
         "train_minutes": minutes + metrics.get("init_from", {}).get("train_minutes", 0.0),
         "wall_minutes": wall_minutes,
     }
@@ -103,11 +108,13 @@ def main() -> None:
     for i, (row, flags) in enumerate(ROWS):
         needed = any(f"{{{i}}}" in later for _, later_flags in ROWS[i + 1 :] for later in later_flags)
         finished = (folders[i] / "metrics.json").is_file()
-        if row in kept and kept[row]["flags"] == flags and (finished or not needed):
+        if row in kept and kept[row]["flags"] == flags and not finished and not needed:
             results[row] = kept[row]
-        else:
+        else:  # trained now, or read again from its finished run folder (the source of every figure)
             results[row] = train_row(resolve_flags(flags, folders), args.epochs, args.data_dir, folders[i])
             results[row]["flags"] = flags
+            if results[row]["wall_minutes"] is None and row in kept:
+                results[row]["wall_minutes"] = kept[row].get("wall_minutes")
         print(f"{row}: {results[row]['test_nll']['nll']:.2f} nats", flush=True)
     base = results[ROWS[0][0]]["test_nll"]["nll"]
     lines = [

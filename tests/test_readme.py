@@ -311,6 +311,17 @@ def test_quality_prose_is_the_quality_file() -> None:
         f"in {conv['fp32_bytes'] / 1e6:.2f} MB of fp32 graphs, and uses {conv['active_units']} of its 64 latents",
         f"`large` only {large['active_units']} of its 40",
     )
+    conv_seconds = [
+        h["seconds"] for h in json.loads((ARTIFACTS / "checkpoints-conv28" / "metrics.json").read_text())["history"]
+    ]
+    last = list(artifact("ablation.json")["rows"].values())[-1]["epoch_seconds"]
+    says(  # a paused run's longest epoch, stated beside its minutes
+        "docs/quality.md",
+        f"`conv28`'s includes one epoch of {max(conv_seconds):.0f} s",
+        f"(its median epoch: {np.median(conv_seconds):.0f} s)",
+        f"The last row's minutes include one epoch of {last['longest']:.0f} s",
+        f"(its median epoch: {last['median']:.0f} s)",
+    )
     ablation = artifact("ablation.json")
     assert {r["test_nll"]["k"] for r in ablation["rows"].values()} == {1000}
     assert {r["test_nll"]["images"] for r in ablation["rows"].values()} == {1000}

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import textwrap
 from typing import Any
 
 from edgevae.runtime import __version__
@@ -63,10 +64,15 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, model: bool) ->
             )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, wrapped at spaces only: a preset name such as large-iwae20 stays whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m edgevae.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(prog="python -m edgevae.train", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"edgevae {__version__}")
     p.add_argument(
         "--data-dir",
