@@ -31,6 +31,7 @@ from edgevae.runtime.files import ModelFiles
 from edgevae.runtime.noise import NOISE_SCHEME
 from edgevae.train.data import load_split
 from edgevae.train.evaluate import EVAL_SEED, describe_nll, prepare_eval_images
+from edgevae.train.loop import stage_record
 
 REPO = Path(__file__).resolve().parents[1]
 # name -> (graphs folder, checkpoints folder with metrics.json); book and conv28 are exported by `make quality`.
@@ -117,20 +118,14 @@ def evaluate_model(
 
 def training_stages(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Every stage that trained the model (a fine-tuned run records them all), or its one run."""
-    if "stages" in metrics:
-        return list(metrics["stages"])
-    c = metrics["config"]
-    minutes = sum(h["seconds"] for h in metrics["history"]) / 60
-    keys = ("objective", "k", "warmup_epochs", "lr", "lr_final", "epochs")
-    return [{**{key: c.get(key) for key in keys}, "minutes": minutes}]
+    return list(metrics.get("stages") or [stage_record(metrics["config"], metrics["history"])])
 
 
 def describe_training(r: dict[str, Any]) -> str:
-    """'elbo, warm-up 10, 240 epochs, then iwae k=5, 60 epochs; 71 min' from the stages."""
+    """'elbo, warm-up 10, 240 epochs, then iwae k=5, 60 epochs, 71 min' from the stages (a record written
+    before stages were recorded: its config's one run)."""
     parts = []
-    c = r["config"]  # a record written before stages were recorded: its one run
-    keys = ("objective", "k", "warmup_epochs", "epochs")
-    for stage in r.get("stages") or [{key: c.get(key) for key in keys}]:
+    for stage in r.get("stages") or [stage_record(r["config"], [])]:
         how = stage.get("objective") or "elbo"
         how += f" k={stage['k']}" if (stage.get("k") or 1) > 1 else ""
         how += f", warm-up {stage['warmup_epochs']}" if stage.get("warmup_epochs") else ""

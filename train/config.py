@@ -200,32 +200,22 @@ class TrainConfig:
 # "default" keeps the textbook's size (784-200-20) and trains it as an IWAE (k=5, Burda et al. 2015);
 # "large" is the gated MLP of Tomczak & Welling 2018 (2 x 300 units, 40 latents) with KL warm-up,
 # sized for under 5 MB of fp32 graphs and about an hour on a 2-core CPU. docs/quality.md.
+LARGE_NETWORK = VAEConfig(hidden=300, layers=2, block="gated", latent=40)
+
+
+def iwae_stage(model: VAEConfig, k: int, lr: float, epochs: int) -> TrainConfig:
+    """A fine-tuning stage: the IWAE bound with k samples, Adam lr cosine-decayed to 1e-5, no warm-up."""
+    return TrainConfig(model=model, objective="iwae", k=k, lr=lr, lr_final=1e-5, epochs=epochs)
+
+
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(objective="iwae", k=5, epochs=250),
-    "large": TrainConfig(
-        model=VAEConfig(hidden=300, layers=2, block="gated", latent=40),
-        epochs=240,
-        warmup_epochs=10,
-    ),
+    "large": TrainConfig(model=LARGE_NETWORK, epochs=240, warmup_epochs=10),
     # The shipped large model's later stages, each fine-tuning the one before (--init-from its folder;
     # `make train MODEL=large` runs all three): the IWAE bound, first with k=5, then k=20 (Burda et al.
-    # 2015, section 5.2: a VAE trained further as an IWAE gains log-likelihood and active units).
-    "large-iwae5": TrainConfig(
-        model=VAEConfig(hidden=300, layers=2, block="gated", latent=40),
-        objective="iwae",
-        k=5,
-        lr=2e-4,
-        lr_final=1e-5,
-        epochs=60,
-    ),
-    "large-iwae20": TrainConfig(
-        model=VAEConfig(hidden=300, layers=2, block="gated", latent=40),
-        objective="iwae",
-        k=20,
-        lr=1e-4,
-        lr_final=1e-5,
-        epochs=40,
-    ),
+    # 2015, section 5.2: a VAE trained further as an IWAE gains log-likelihood).
+    "large-iwae5": iwae_stage(LARGE_NETWORK, k=5, lr=2e-4, epochs=60),
+    "large-iwae20": iwae_stage(LARGE_NETWORK, k=20, lr=1e-4, epochs=40),
     "book": TrainConfig(
         model=VAEConfig(likelihood="gaussian"),
         lr=3e-4,
