@@ -45,6 +45,7 @@ ROWS = [
     ("large preset, IWAE objective k=5", ["--preset", "large", "--objective", "iwae", "--k", "5"]),
     ("the large preset's run, then 30 epochs more as IWAE k=5 (large-iwae5)", stage("large-iwae5", 4)),
     ("... then 30 epochs more as IWAE k=20 (large-iwae20)", stage("large-iwae20", 6)),
+    ("large preset with a VampPrior, K=500 (Tomczak & Welling 2018)", ["--preset", "large", "--prior", "vamp"]),
 ]
 
 

@@ -172,6 +172,12 @@ def trace_pair(encoder: nn.Module, decoder: nn.Module, sha256: dict[str, str], o
     """Serialized, checked ONNX graphs of an encoder/decoder pair (each with a `config`: VAEConfig or
     the like), wrapped to the contract's signatures; `sha256`: of the weights each came from."""
     config = encoder.config
+    if getattr(config, "prior", "standard") != "standard":
+        raise ExportError(
+            f"this model was trained with prior {config.prior!r}; export writes models whose prior is "
+            "N(0, I) only (the runtime samples z from it and scores likelihoods with it). "
+            "Train with --prior standard to export (docs/quality.md, the learned prior)"
+        )
     modules = {"encoder": EncoderGraph(encoder), "decoder": DecoderGraph(decoder)}
     fp32_graphs: dict[str, bytes] = {}
     for graph, spec in graph_specs(config).items():

@@ -18,6 +18,7 @@ LR_SCHEDULES = ("cosine", "constant")
 OBJECTIVES = ("elbo", "iwae")
 BLOCKS = ("plain", "gated", "resnet", "conv")
 CHANNELS = (1, 3)
+PRIORS = ("standard", "vamp")
 
 
 def setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -66,6 +67,13 @@ class VAEConfig:
         LIKELIHOODS,
     )
     beta: float = setting(1.0, "weight of the KL term (beta-VAE, Higgins et al. 2017); 1.0 is the ELBO")
+    prior: str = setting(
+        "standard",
+        "p(z): standard (N(0, I)) or vamp (the VampPrior, Tomczak & Welling 2018: a mixture of the encoder's "
+        "posteriors at learned pseudo-inputs; training only for now, export refuses it)",
+        PRIORS,
+    )
+    prior_components: int = setting(500, "pseudo-inputs K of the vamp prior (ignored by the standard prior)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
@@ -86,6 +94,10 @@ class VAEConfig:
             raise ValueError(f"hidden and latent must be >= 1, got hidden={self.hidden}, latent={self.latent}")
         if not self.beta >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta!r}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
+        if self.prior_components < 1:
+            raise ValueError(f"prior_components must be >= 1, got {self.prior_components}")
 
     @property
     def input_dim(self) -> int:
@@ -99,6 +111,9 @@ class VAEConfig:
             # left out at its default: grey configs stay byte-identical to those written before colour
             # existed (the shipped graphs' metadata and manifests); from_dict fills it back in
             del d["channels"]
+        for name, default in (("prior", "standard"), ("prior_components", 500)):
+            if d[name] == default:
+                del d[name]  # at its default: configs written before the setting existed stay byte-identical
         return d
 
     @classmethod
@@ -216,6 +231,8 @@ PRESETS: dict[str, TrainConfig] = {
     # 2015, section 5.2: a VAE trained further as an IWAE gains log-likelihood).
     "large-iwae5": iwae_stage(LARGE_NETWORK, k=5, lr=2e-4, epochs=60),
     "large-iwae20": iwae_stage(LARGE_NETWORK, k=20, lr=1e-4, epochs=40),
+    # The shipped default model's second stage: the k=5 run above, fine-tuned 30 epochs more with k=20.
+    "default-iwae20": iwae_stage(VAEConfig(), k=20, lr=2e-4, epochs=30),
     "book": TrainConfig(
         model=VAEConfig(likelihood="gaussian"),
         lr=3e-4,
@@ -258,7 +275,10 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 # Models trained in stages, each stage fine-tuning the one before (--init-from); any other preset is one stage.
-STAGES: dict[str, tuple[str, ...]] = {"large": ("large", "large-iwae5", "large-iwae20")}
+STAGES: dict[str, tuple[str, ...]] = {
+    "default": ("default", "default-iwae20"),
+    "large": ("large", "large-iwae5", "large-iwae20"),
+}
 
 
 def stages(preset: str) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ import math
 import torch
 from torch import Tensor
 
-from .model import Decoder, Encoder, kl_divergence, log_likelihood, log_normal, reparameterize
+from .model import Decoder, Encoder, kl_term, log_likelihood, log_normal, reparameterize
+from .prior import log_prior
 
 EVAL_SEED = 20140101  # fixed seed for test binarization and evaluation noise
 IW_ESTIMATOR = "importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i|x) (Burda et al. 2015, eq. 8)"
@@ -61,16 +62,17 @@ def evaluate_elbo(
 
 @torch.no_grad()
 def elbo_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """Per image: -log p(x|z) and KL(q(z|x) || N(0, I)) for z = mu + sigma * eps; eps is (N, latent).
+    """Per image: -log p(x|z) and KL(q(z|x) || p(z)) for z = mu + sigma * eps; eps is (N, latent)
+    (closed form for N(0, I), the one-sample estimate for a learned prior).
 
     The networks run in their own precision; the likelihood terms are summed in float64, so a value
     of hundreds of nats is not rounded to float32's 6e-5 steps.
     """
     mu, logvar = encoder(x)
-    logits = decoder(reparameterize(mu, logvar, eps))
+    z = reparameterize(mu, logvar, eps)
     return (
-        -log_likelihood(x.double(), logits.double(), encoder.config.likelihood),
-        kl_divergence(mu.double(), logvar.double()),
+        -log_likelihood(x.double(), decoder(z).double(), encoder.config.likelihood),
+        kl_term(encoder, mu.double(), logvar.double(), z.double()),
     )
 
 
@@ -105,7 +107,7 @@ def iw_log_likelihood(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor
     logits = decoder(z.reshape(-1, z.shape[-1])).reshape(k, len(x), -1)
     log_px_z = log_likelihood(x.double().expand(k, -1, -1), logits.double(), encoder.config.likelihood)
     z64 = z.double()
-    log_pz = log_normal(z64, torch.zeros_like(z64), torch.zeros_like(z64))
+    log_pz = log_prior(encoder, z64)
     log_qz = log_normal(z64, mu.double(), logvar.double())
     log_w = log_px_z + log_pz - log_qz  # (k, N)
     return torch.logsumexp(log_w, dim=0) - math.log(k)

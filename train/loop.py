@@ -33,6 +33,7 @@ from .config import TrainConfig
 from .data import DATASETS, load_split
 from .evaluate import describe_nll, evaluate_elbo, evaluate_iw_log_likelihood, prepare_eval_images
 from .model import build_models, decoder_mean
+from .prior import sample_prior
 
 logger = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ def train_in_world(
         metrics["stages"] = [*source.get("stages", []), stage_record(metrics["config"], history)]
     metrics["data"] = data_info
     write_json(out / METRICS_FILE, metrics)
-    write_pictures(out, history, decoder, config, dev)
+    write_pictures(out, history, encoder, decoder, config, dev)
     return metrics
 
 
@@ -454,15 +455,20 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_pictures(
-    out: Path, history: list[dict[str, float]], decoder: torch.nn.Module, config: TrainConfig, dev: torch.device
+    out: Path,
+    history: list[dict[str, float]],
+    encoder: torch.nn.Module,
+    decoder: torch.nn.Module,
+    config: TrainConfig,
+    dev: torch.device,
 ) -> None:
-    """loss_curve.png (train loss and -test ELBO per epoch) and samples.png (64 decoded draws)."""
-    z = torch.from_numpy(
-        np.random.default_rng(SAMPLE_SEED).standard_normal((64, config.model.latent), dtype=np.float32)
-    )
+    """loss_curve.png (train loss and -test ELBO per epoch) and samples.png (64 decoded draws from the prior)."""
+    rng = np.random.default_rng(SAMPLE_SEED)
+    eps = torch.from_numpy(rng.standard_normal((64, config.model.latent), dtype=np.float32))
+    u = torch.from_numpy(rng.random(64, dtype=np.float32))
     shape = config.model.image_shape + ((config.model.channels,) if config.model.channels > 1 else ())
     with torch.no_grad():
-        means = decoder_mean(decoder, z.to(dev)).cpu().numpy().reshape(-1, *shape)
+        means = decoder_mean(decoder, sample_prior(encoder, eps.to(dev), u.to(dev))).cpu().numpy().reshape(-1, *shape)
     try:
         save_grid(means, out / SAMPLES_FILE, ncols=8)
         plot_loss_curve(history, out / CURVE_FILE, config)

@@ -2,7 +2,8 @@
 
 encoder: x (N, D) -> `layers` hidden layers -> mu, logvar (N, latent each)
 decoder: z (N, latent) -> `layers` hidden layers -> logits (N, D); pixel means = sigmoid(logits)
-loss    = -log p(x|z) + beta * KL(q(z|x) || N(0, I)),  z = mu + exp(logvar / 2) * eps
+loss    = -log p(x|z) + beta * KL(q(z|x) || p(z)),  z = mu + exp(logvar / 2) * eps
+          (p(z) = N(0, I), or a learned VampPrior: prior.py)
 
 A hidden layer is `block`: plain is Linear then ReLU (the textbook model: one plain layer of 200);
 gated is Linear * sigmoid(Linear); resnet adds its input back after the first layer.
@@ -21,6 +22,7 @@ from torch.nn import functional as F
 from edgevae.runtime.contract import LIKELIHOODS, SCALED_LIKELIHOODS
 
 from .config import VAEConfig
+from .prior import add_pseudo_inputs, log_prior
 
 
 class Gated(nn.Module):
@@ -128,7 +130,9 @@ def make_encoder(config: VAEConfig) -> nn.Module:
     """The encoder `config.block` asks for: the MLP `Encoder` or the convolutional one."""
     from .conv import ConvEncoder
 
-    return ConvEncoder(config) if config.block == "conv" else Encoder(config)
+    encoder = ConvEncoder(config) if config.block == "conv" else Encoder(config)
+    add_pseudo_inputs(encoder, config)
+    return encoder
 
 
 def make_decoder(config: VAEConfig) -> nn.Module:
@@ -176,6 +180,14 @@ def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
 
 
+def kl_term(encoder: nn.Module, mu: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
+    """The KL term per example: closed form against N(0, I); against a learned prior, the one-sample
+    estimate log q(z|x) - log p(z) at z (Kingma & Welling 2014, eq. 6)."""
+    if encoder.config.prior == "standard":
+        return kl_divergence(mu, logvar)
+    return log_normal(z, mu, logvar) - log_prior(encoder, z)
+
+
 def iwae_terms(
     encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tensor, kl_weight: float = 1.0
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -187,9 +199,10 @@ def iwae_terms(
     z = reparameterize(mu[None], logvar[None], eps)
     logits = decoder(z)
     log_px = log_likelihood(x[None].expand(*logits.shape[:-1], x.shape[-1]), logits, encoder.config.likelihood)
-    log_ratio = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(z, mu[None], logvar[None])
+    log_ratio = log_prior(encoder, z) - log_normal(z, mu[None], logvar[None])
     bound = torch.logsumexp(log_px + kl_weight * log_ratio, dim=0) - math.log(eps.shape[0])
-    return bound, -log_px.mean(dim=0), kl_divergence(mu, logvar)
+    kl = kl_divergence(mu, logvar) if encoder.config.prior == "standard" else -log_ratio.mean(dim=0)
+    return bound, -log_px.mean(dim=0), kl
 
 
 def log_likelihood(x: Tensor, logits: Tensor, likelihood: str) -> Tensor:
@@ -238,7 +251,7 @@ def compute_loss_terms(encoder: Encoder, decoder: Decoder, x: Tensor, eps: Tenso
     mu, logvar = encoder(x)
     z = reparameterize(mu, logvar, eps)
     rec = -log_likelihood(x, decoder(z), encoder.config.likelihood)
-    return rec, kl_divergence(mu, logvar)
+    return rec, kl_term(encoder, mu, logvar, z)
 
 
 def build_models(config: VAEConfig, seed: int | None = None) -> tuple[Encoder, Decoder]:

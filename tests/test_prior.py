@@ -1,0 +1,121 @@
+"""The learned prior (train/prior.py): the VampPrior's density, its draws, its checkpoints, and export's
+refusal; the standard prior's numbers are unchanged by it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import need
+
+need("torch")
+
+import torch
+
+from edgevae.train import checkpoint
+from edgevae.train.config import PRESETS, TrainConfig, VAEConfig
+from edgevae.train.evaluate import elbo_terms, iw_log_likelihood
+from edgevae.train.model import build_models, compute_loss_terms, iwae_terms, log_normal
+from edgevae.train.prior import log_mixture, log_prior, sample_prior
+
+VAMP = VAEConfig(prior="vamp", prior_components=7, latent=3, hidden=16)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 6, 3), (1, 3)])
+@pytest.mark.parametrize("components", [1, 7])
+def test_the_mixture_density_equals_the_direct_sum(shape: tuple[int, ...], components: int) -> None:
+    """log (1/K) sum_k N(z; mu_k, sigma_k) from matrix products equals the per-component sum, in float64."""
+    z = torch.randn(*shape, generator=gen(1), dtype=torch.float64) * 2
+    mu = torch.randn(components, 3, generator=gen(2), dtype=torch.float64)
+    logvar = torch.randn(components, 3, generator=gen(3), dtype=torch.float64)
+    direct = torch.logsumexp(log_normal(z[..., None, :], mu, logvar), dim=-1) - math.log(components)
+    torch.testing.assert_close(log_mixture(z, mu, logvar), direct, rtol=1e-12, atol=1e-10)
+
+
+def test_the_vamp_prior_is_the_encoders_posterior_mixture_at_the_pseudo_inputs() -> None:
+    encoder, _ = build_models(VAMP, seed=0)
+    z = torch.randn(9, 3, generator=gen(4), dtype=torch.float64)
+    with torch.no_grad():
+        mu, logvar = encoder(torch.clamp(encoder.pseudo_inputs, 0, 1))
+        direct = torch.logsumexp(log_normal(z[:, None], mu.double(), logvar.double()), dim=-1) - math.log(7)
+        torch.testing.assert_close(log_prior(encoder, z), direct, rtol=1e-9, atol=1e-9)
+
+
+def test_the_standard_prior_is_the_unit_normal_bit_for_bit() -> None:
+    """The standard prior's log-density is log N(z; 0, I) exactly, so standard runs keep their numbers."""
+    encoder, _ = build_models(VAEConfig(latent=3, hidden=16), seed=0)
+    z = torch.randn(4, 5, 3, generator=gen(5))
+    assert torch.equal(log_prior(encoder, z), log_normal(z, torch.zeros_like(z), torch.zeros_like(z)))
+    assert not hasattr(encoder, "pseudo_inputs")
+
+
+def test_draws_pick_component_floor_u_times_k() -> None:
+    encoder, _ = build_models(VAMP, seed=0)
+    eps = torch.randn(4, 3, generator=gen(6))
+    u = torch.tensor([0.0, 0.5, 0.999, 1.0])  # 1.0 (outside [0, 1)) clamps to the last component
+    with torch.no_grad():
+        mu, logvar = encoder(torch.clamp(encoder.pseudo_inputs, 0, 1))
+        z = sample_prior(encoder, eps, u)
+    for row, k in enumerate([0, 3, 6, 6]):
+        torch.testing.assert_close(z[row], mu[k] + torch.exp(0.5 * logvar[k]) * eps[row], rtol=1e-6, atol=1e-6)
+    standard, _ = build_models(VAEConfig(latent=3, hidden=16), seed=0)
+    assert torch.equal(sample_prior(standard, eps, u), eps)
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_one_importance_sample_is_the_elbo_against_the_mixture(batch: int) -> None:
+    """The IW bound with k = 1 equals -(reconstruction + one-sample KL) for the same noise: the training
+    loss, the evaluation and the bound agree on what log p(z) is."""
+    encoder, decoder = build_models(VAMP, seed=0)
+    x = torch.rand(batch, 784, generator=gen(7)).bernoulli(generator=gen(8))
+    eps = torch.randn(batch, 3, generator=gen(9))
+    with torch.no_grad():
+        rec, kl = elbo_terms(encoder, decoder, x, eps)
+        bound = iw_log_likelihood(encoder, decoder, x, eps[None])
+        train_rec, train_kl = compute_loss_terms(encoder, decoder, x, eps)
+        iw_bound, _, iw_kl = iwae_terms(encoder, decoder, x, eps[None])
+    torch.testing.assert_close(bound, -(rec + kl), rtol=1e-9, atol=1e-6)
+    torch.testing.assert_close(iw_bound.double(), -(rec + kl), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close((train_rec + train_kl).double(), rec + kl, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(iw_kl.double(), kl, rtol=1e-5, atol=1e-3)
+
+
+def test_the_pseudo_inputs_learn_and_travel_in_the_encoder_checkpoint(tmp_path: Path) -> None:
+    encoder, decoder = build_models(VAMP, seed=0)
+    before = encoder.pseudo_inputs.detach().clone()
+    x = torch.rand(8, 784, generator=gen(10)).bernoulli(generator=gen(11))
+    rec, kl = compute_loss_terms(encoder, decoder, x, torch.randn(8, 3, generator=gen(12)))
+    (rec + kl).mean().backward()
+    torch.optim.SGD(encoder.parameters(), lr=1.0).step()
+    assert not torch.equal(encoder.pseudo_inputs, before)  # the KL's gradient reaches them
+    checkpoint.save_pair(tmp_path, encoder, decoder, TrainConfig(model=VAMP, epochs=1), 1, "run")
+    loaded, _ = checkpoint.load_pair(tmp_path)
+    assert loaded.config.prior == "vamp"
+    assert torch.equal(loaded.pseudo_inputs, encoder.pseudo_inputs)
+
+
+def test_export_refuses_a_learned_prior_and_writes_nothing(tmp_path: Path) -> None:
+    need("onnx")
+    from edgevae.export.convert import ExportError, export_model
+
+    encoder, decoder = build_models(VAMP, seed=0)
+    checkpoint.save_pair(tmp_path / "ckpt", encoder, decoder, TrainConfig(model=VAMP, epochs=1), 1, "run")
+    with pytest.raises(ExportError, match="prior 'vamp'.*N\\(0, I\\) only"):
+        export_model(tmp_path / "ckpt", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_prior_settings_are_checked_and_left_out_of_configs_at_their_defaults() -> None:
+    assert "prior" not in VAEConfig().to_dict() and "prior_components" not in VAEConfig().to_dict()
+    assert VAEConfig.from_dict(VAMP.to_dict()) == VAMP
+    assert all(preset.model.prior == "standard" for preset in PRESETS.values())
+    with pytest.raises(ValueError, match=r"prior must be one of \('standard', 'vamp'\), got 'flow'"):
+        VAEConfig(prior="flow")
+    with pytest.raises(ValueError, match="prior_components must be >= 1, got 0"):
+        VAEConfig(prior="vamp", prior_components=0)
