@@ -70,6 +70,8 @@ def preset_row(name: str, config: Any) -> str:
 
     m = config.model
     network = f"{m.layers} x {m.hidden} {m.block}, {m.latent} latents"
+    if m.prior == "vamp":
+        network += f", VampPrior ({m.prior_components} pseudo-inputs)"
     if m.block == "conv":
         h, w = m.image_shape
         stages = "-".join(str(c) for c in stage_channels(m))

@@ -3,6 +3,7 @@ refusal; the standard prior's numbers are unchanged by it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -114,7 +115,10 @@ def test_export_refuses_a_learned_prior_and_writes_nothing(tmp_path: Path) -> No
 def test_prior_settings_are_checked_and_left_out_of_configs_at_their_defaults() -> None:
     assert "prior" not in VAEConfig().to_dict() and "prior_components" not in VAEConfig().to_dict()
     assert VAEConfig.from_dict(VAMP.to_dict()) == VAMP
-    assert all(preset.model.prior == "standard" for preset in PRESETS.values())
+    vamp = PRESETS["large-vamp"]
+    assert vamp.model == dataclasses.replace(PRESETS["large"].model, prior="vamp", prior_components=500)
+    assert dataclasses.replace(vamp, model=PRESETS["large"].model) == PRESETS["large"]  # the prior alone differs
+    assert [name for name, preset in PRESETS.items() if preset.model.prior != "standard"] == ["large-vamp"]
     with pytest.raises(ValueError, match=r"prior must be one of \('standard', 'vamp'\), got 'flow'"):
         VAEConfig(prior="flow")
     with pytest.raises(ValueError, match="prior_components must be >= 1, got 0"):

@@ -125,8 +125,17 @@ def test_fine_tuning_refuses_another_network(data_dir: Path, tmp_path: Path) -> 
         run(config, data_dir, tmp_path / "tuned")
 
 
-def test_make_train_runs_each_stage_from_the_one_before(tmp_path: Path) -> None:
-    """`make train MODEL=large` runs the presets of config.STAGES in order, each --init-from the last
+@pytest.mark.parametrize(
+    ("model", "wanted", "folder"),
+    [
+        ("large", ["large", "large-iwae5", "large-iwae20"], "artifacts/checkpoints-large"),
+        ("default", ["default", "default-iwae20"], "artifacts/checkpoints"),
+    ],
+)
+def test_make_train_runs_each_stage_from_the_one_before(
+    tmp_path: Path, model: str, wanted: list[str], folder: str
+) -> None:
+    """`make train MODEL=large` (or default) runs the presets of config.STAGES in order, each --init-from the last
     one's folder, the final stage into the model's checkpoints folder (a stand-in python logs the runs)."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
@@ -139,7 +148,7 @@ def test_make_train_runs_each_stage_from_the_one_before(tmp_path: Path) -> None:
     (venv / "bin" / ".installed").touch()  # newer than pyproject.toml: make does not build this venv
     repo = Path(__file__).resolve().parents[1]
     made = subprocess.run(
-        ["make", "-s", "train", "MODEL=large", "DATA_DIR=/mnist", f"VENV={venv}", "TRAIN_ARGS=--overwrite"],
+        ["make", "-s", "train", f"MODEL={model}", "DATA_DIR=/mnist", f"VENV={venv}", "TRAIN_ARGS=--overwrite"],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -149,9 +158,9 @@ def test_make_train_runs_each_stage_from_the_one_before(tmp_path: Path) -> None:
     from edgevae.train.config import stages
 
     presets = [r[r.index("--preset") + 1] for r in runs]
-    assert presets == list(stages("large")) == ["large", "large-iwae5", "large-iwae20"]
+    assert presets == list(stages(model)) == wanted
     outs = [r[r.index("--out") + 1].strip('"') for r in runs]
-    assert outs[-1] == "artifacts/checkpoints-large"
+    assert outs[-1] == folder
     assert "--init-from" not in runs[0]
     for before, r in zip(outs[:-1], runs[1:], strict=True):
         assert r[r.index("--init-from") + 1] == before and "--overwrite" in r
@@ -220,7 +229,9 @@ def test_cli_help_states_defaults_read_from_the_presets() -> None:
         shown(lambda c: c.model.likelihood),
         shown(lambda c: c.model.block),
         shown(lambda c: c.objective),
-        "(default: 250; large: 240; large-iwae5: 60; large-iwae20: 40; book: 30; conv32: 20; conv28: 30)",
+        "(default: 250; large: 240; large-iwae5: 60; large-iwae20: 40; large-vamp: 240; default-iwae20: 30; book: 30; "
+        "conv32: 20; conv28: 30)",
+        shown(lambda c: c.model.prior),
         "default: auto",
         "--resume",
         "--overwrite",
