@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # tests/test_variants.py checks the shipped variants byte for byte. The runtime itself takes >= 1.16.
 EXPORT_ORT  ?= 1.31.1
 
-.PHONY: venv train export ship test lint docs wheel bench profile ood quality ablation prior-fit compat cuda-check cuda-venv cuda-test cuda-bench clean \
+.PHONY: venv train export ship test lint docs wheel bench profile ood quality ablation compat cuda-check cuda-venv cuda-test cuda-bench clean \
         web web-deps web-bench
 
 $(BIN)/.installed: pyproject.toml
@@ -96,11 +96,6 @@ ablation: venv
 	@test -n "$(DATA_DIR)" || { echo "make ablation needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
 	$(BIN)/python bench/ablation.py --data-dir "$(DATA_DIR)"
 
-## prior-fit: what a learned prior alone would give the large model: a mixture fitted to its aggregate posterior
-## (networks fixed), the k=1000 bound under it and under N(0, I) (~25 min on 2 cores); writes artifacts/prior_fit.json
-prior-fit: venv
-	@test -n "$(DATA_DIR)" || { echo "make prior-fit needs DATA_DIR=/path/to/mnist (or EDGEVAE_DATA_DIR)"; exit 2; }
-	$(BIN)/python bench/prior_fit.py --data-dir "$(DATA_DIR)"
 
 ## cuda-check: the real onnxruntime-gpu wheel (own venv, ~260 MB) on a machine without a GPU: cuda refused, auto falls back
 cuda-check: venv cuda-venv

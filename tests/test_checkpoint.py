@@ -21,7 +21,7 @@ import torch
 from edgevae.runtime.atomic import open_atomic
 from edgevae.train import checkpoint
 from edgevae.train.checkpoint import CheckpointError
-from edgevae.train.config import TrainConfig, VAEConfig
+from edgevae.train.config import PRESETS, TrainConfig, VAEConfig, stages
 from edgevae.train.model import build_models
 
 from conftest import RELEASED_CHECKPOINTS
@@ -76,7 +76,8 @@ def test_any_safetensors_reader_opens_the_files_and_sha256sum_checks_them(tmp_pa
         save_pair(tmp_path)
         where, epoch, model = tmp_path, 3, CONFIG.model
     else:
-        where, epoch, model = RELEASED_CHECKPOINTS, 250, VAEConfig()  # the textbook sizes, bernoulli
+        last = PRESETS[stages("default")[-1]]  # the released pair is its last stage's run
+        where, epoch, model = RELEASED_CHECKPOINTS, last.epochs, VAEConfig()  # the textbook sizes, bernoulli
     for kind, name in (("encoder", ENC), ("decoder", DEC)):
         with safe_open(str(where / name), "pt") as f:
             meta = json.loads(f.metadata()[checkpoint.META_KEY])
