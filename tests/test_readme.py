@@ -273,7 +273,8 @@ def test_quality_figures_state_how_they_were_measured() -> None:
 def test_the_released_models_meet_their_quality_goals() -> None:
     """`large` at or under 84.0 nats over all 10,000 test images (k = 5000, the published protocol), in
     under 5 MB of fp32 graphs, its int8 build within 0.1 nat; `default` at the textbook size and at or
-    under 91 on the first 1000 (k = 1000, and at k = 5000). The figures are the committed measurements (docs/quality.md)."""
+    under 91 on the first 1000 (k = 1000, and at k = 5000). The figures are the committed measurements
+    (docs/quality.md)."""
     models = artifact("quality.json")["models"]
     large, default = models["large"], models["default"]
     assert large["all_tight"]["nll"] <= 84.0 and large["fp32_bytes"] < 5_000_000
