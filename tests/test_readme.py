@@ -335,9 +335,10 @@ def test_quality_prose_is_the_quality_file() -> None:
         f"(its median epoch: {last['median']:.0f} s)",
     )
     rows = artifact("ablation.json")["rows"]
-    vamp, stage20 = rows["large preset with a VampPrior, K=500 (Tomczak & Welling 2018)"], rows[
-        "... then 30 epochs more as IWAE k=20 (large-iwae20)"
-    ]
+    vamp, stage20 = (
+        rows["large preset with a VampPrior, K=500 (Tomczak & Welling 2018)"],
+        rows["... then 30 epochs more as IWAE k=20 (large-iwae20)"],
+    )
     assert "vamp" in vamp["flags"]
     says(
         "docs/quality.md",
