@@ -53,11 +53,13 @@ def test_same_seed_gives_the_same_losses_and_weights(data_dir: Path, tmp_path: P
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("stage", ["fresh", "fine-tuning"])
+@pytest.mark.parametrize("stage", ["fresh", "fine-tuning", "vamp prior"])
 def test_interrupted_then_resumed_run_matches_uninterrupted(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
 ) -> None:
     config = TrainConfig(epochs=3, **SMALL)
+    if stage == "vamp prior":  # the pseudo-inputs and their optimizer state resume with the rest
+        config = TrainConfig(model=VAEConfig(prior="vamp", prior_components=20), epochs=3, **SMALL)
     if stage == "fine-tuning":  # a stage of a staged model (config.STAGES) resumes bit for bit too
         run(TrainConfig(epochs=1, **SMALL), data_dir, tmp_path / "source")
         config = TrainConfig(epochs=3, objective="iwae", k=2, init_from=str(tmp_path / "source"), **SMALL)
@@ -88,6 +90,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(
         sw = checkpoint.read_file(tmp_path / "whole" / name)["state_dict"]
         sr = checkpoint.read_file(tmp_path / "split" / name)["state_dict"]
         assert all(torch.equal(sw[k], sr[k]) for k in sw)
+        assert ("pseudo_inputs" in sw) == (stage == "vamp prior" and name == checkpoint.ENCODER_FILE)
 
 
 def test_resume_with_a_different_config_is_refused(data_dir: Path, tmp_path: Path) -> None:
