@@ -206,87 +206,27 @@ def train_in_world(
     """The training run of one process: all of it in a world of one, its shard of each batch under
     torchrun (rank 0 alone writes)."""
     logger.info("device: %s%s", dev, f" (rank {world.rank} of {world.size})" if world.distributed else "")
-    train_x, test_x, data_info = load_data(config, data_dir, dataset, dev, progress and world.is_main)
-    test_x = prepare_eval_images(test_x, config.model.likelihood)
-    if train_x.shape[1] != config.model.input_dim:
-        raise ValueError(f"data images have {train_x.shape[1]} pixels, config expects {config.model.input_dim}")
-    if world.is_main and dataset not in DATASETS:
-        out.mkdir(parents=True, exist_ok=True)
-        imagedata.write_sample(out, train_x.cpu().numpy(), config)
-
+    train_x, test_x, data_info = load_run_data(config, data_dir, out, dataset, dev, world, progress)
     encoder, decoder = build_models(config.model, seed=config.seed)
     encoder.to(dev)
     decoder.to(dev)
     terms = distributed.LossTerms(encoder, decoder)
     model = distributed.wrap(terms, world, dev)
     optimizer = torch.optim.Adam(terms.parameters(), lr=config.lr)  # encoder's, then decoder's
-    history: list[dict[str, float]] = []
-    start_epoch = 0
     run = uuid.uuid4().hex[:12]  # ties each encoder/decoder pair to its run (kept across --resume)
     if world.is_main and out.is_dir():
         tidy_out_dir(out, overwrite)
 
     distributed.barrier(world)  # the other ranks read OUT only after rank 0 has tidied it
-    state_path = out / checkpoint.STATE_FILE
     source = start_from(config, encoder, decoder) if config.init_from else None
-    if resume and state_path.is_file():
-        state = checkpoint.load_train_state(state_path)
-        if TrainConfig.from_dict(state["train_config"]) != config:
-            raise CheckpointError(
-                f"{state_path} was written by a run with a different config:\n"
-                f"  saved:     {state['train_config']}\n  requested: {config.to_dict()}"
-            )
-        encoder.load_state_dict(state["encoder"])
-        decoder.load_state_dict(state["decoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
-        run = str(state.get("run") or run)
-        logger.info("resumed from %s after epoch %d", state_path, start_epoch)
-    elif resume:
-        logger.info("no resume state at %s; starting fresh", state_path)
+    history, start_epoch, run = resume_from(out / checkpoint.STATE_FILE, config, terms, optimizer, resume, run)
 
-    n = len(train_x)
-    steps = math.ceil(n / config.batch_size)
     for epoch in range(start_epoch, config.epochs):
-        lr = learning_rate(config, epoch)
+        lr, weight = learning_rate(config, epoch), kl_weight(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        weight = kl_weight(config, epoch)
-        gen = torch.Generator(device=dev).manual_seed(epoch_seed(config.seed, epoch))
-        perm = torch.randperm(n, generator=gen, device=dev)
-        encoder.train()
-        decoder.train()
         t0 = time.perf_counter()
-        sums = torch.zeros(3, dtype=torch.float64, device=dev)
-        bar = make_progress(steps, f"epoch {epoch + 1}/{config.epochs}", progress and world.is_main)
-        for step in range(steps):
-            # Every rank draws the whole global batch's randomness, then trains on its shard of it.
-            x = as_batch(train_x[perm[step * config.batch_size : (step + 1) * config.batch_size]])
-            if config.binarize and config.model.likelihood == "bernoulli":
-                x = torch.bernoulli(x, generator=gen)
-            rows = len(x)
-            noise = (rows, config.model.latent) if config.objective == "elbo" else (config.k, rows, config.model.latent)
-            eps = torch.randn(noise, generator=gen, device=dev)
-            if world.distributed:
-                part = distributed.shard(rows, world)
-                x, eps = x[part], eps[..., part, :]
-            per_example, rec, kl = model(x, eps, weight)
-            if world.distributed:  # DDP averages gradients over ranks: this makes it the global batch mean
-                loss = per_example.sum() * (world.size / rows)
-            else:
-                loss = per_example.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                sums += torch.stack([per_example.sum(), rec.sum(), kl.sum()]).double()
-            if bar is not None:
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.2f}")
-        if bar is not None:
-            bar.close()
+        sums = train_epoch(config, epoch, model, optimizer, train_x, world, weight, progress)
         seconds = time.perf_counter() - t0
         sums = distributed.sum_over_ranks(sums, world)
         encoder.eval()
@@ -295,27 +235,10 @@ def train_in_world(
             distributed.barrier(world)  # rank 0 evaluates and writes this epoch
             continue
         test = evaluate_elbo(encoder, decoder, test_x)
-        s = (sums / n).tolist()
-        record = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "kl_weight": weight,
-            "train_loss": s[0],
-            "train_rec": s[1],
-            "train_kl": s[2],
-            "test_elbo": test["elbo"],
-            "test_rec": test["rec"],
-            "test_kl": test["kl"],
-            "seconds": seconds,
-        }
-        history.append(record)
+        history.append(epoch_record(epoch, lr, weight, (sums / len(train_x)).tolist(), test, seconds))
         logger.info(
             "epoch %d/%d  train loss %.3f  test ELBO %.3f  (%.1fs)",
-            epoch + 1,
-            config.epochs,
-            s[0],
-            test["elbo"],
-            seconds,
+            *(epoch + 1, config.epochs, history[-1]["train_loss"], test["elbo"], seconds),
         )
         save_epoch(out, config, encoder, decoder, optimizer, history, epoch + 1, run)
         distributed.barrier(world)
@@ -333,6 +256,123 @@ def train_in_world(
     write_json(out / METRICS_FILE, metrics)
     write_pictures(out, history, encoder, decoder, config, dev)
     return metrics
+
+
+def load_run_data(
+    config: TrainConfig,
+    data_dir: str | os.PathLike[str] | None,
+    out: Path,
+    dataset: str,
+    dev: torch.device,
+    world: distributed.World,
+    progress: bool,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """(train images, test images as evaluated, data info), checked against the model's size; a folder
+    or npy data set also leaves a sample of its training images in OUT (rank 0)."""
+    train_x, test_x, data_info = load_data(config, data_dir, dataset, dev, progress and world.is_main)
+    test_x = prepare_eval_images(test_x, config.model.likelihood)
+    if train_x.shape[1] != config.model.input_dim:
+        raise ValueError(f"data images have {train_x.shape[1]} pixels, config expects {config.model.input_dim}")
+    if world.is_main and dataset not in DATASETS:
+        out.mkdir(parents=True, exist_ok=True)
+        imagedata.write_sample(out, train_x.cpu().numpy(), config)
+    return train_x, test_x, data_info
+
+
+def resume_from(
+    state_path: Path,
+    config: TrainConfig,
+    terms: distributed.LossTerms,
+    optimizer: torch.optim.Optimizer,
+    resume: bool,
+    run: str,
+) -> tuple[list[dict[str, float]], int, str]:
+    """(history, first epoch to train, run id): from the resume state at `state_path` when `resume`
+    asks for it and it exists (weights and optimizer loaded into `terms` and `optimizer`), else a fresh
+    start. CheckpointError when the state was written by another config."""
+    if not resume:
+        return [], 0, run
+    if not state_path.is_file():
+        logger.info("no resume state at %s; starting fresh", state_path)
+        return [], 0, run
+    state = checkpoint.load_train_state(state_path)
+    if TrainConfig.from_dict(state["train_config"]) != config:
+        raise CheckpointError(
+            f"{state_path} was written by a run with a different config:\n"
+            f"  saved:     {state['train_config']}\n  requested: {config.to_dict()}"
+        )
+    terms.encoder.load_state_dict(state["encoder"])
+    terms.decoder.load_state_dict(state["decoder"])
+    optimizer.load_state_dict(state["optimizer"])
+    logger.info("resumed from %s after epoch %d", state_path, int(state["epoch"]))
+    return list(state["history"]), int(state["epoch"]), str(state.get("run") or run)
+
+
+def train_epoch(
+    config: TrainConfig,
+    epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_x: torch.Tensor,
+    world: distributed.World,
+    weight: float,
+    progress: bool,
+) -> torch.Tensor:
+    """One pass over the training images in the order and with the noise seeded by (seed, epoch) alone.
+    Returns this process's sums of (loss, reconstruction, KL) over its examples, float64."""
+    dev = train_x.device
+    n, steps = len(train_x), math.ceil(len(train_x) / config.batch_size)
+    gen = torch.Generator(device=dev).manual_seed(epoch_seed(config.seed, epoch))
+    perm = torch.randperm(n, generator=gen, device=dev)
+    model.train()
+    sums = torch.zeros(3, dtype=torch.float64, device=dev)
+    bar = make_progress(steps, f"epoch {epoch + 1}/{config.epochs}", progress and world.is_main)
+    for step in range(steps):
+        # Every rank draws the whole global batch's randomness, then trains on its shard of it.
+        x = as_batch(train_x[perm[step * config.batch_size : (step + 1) * config.batch_size]])
+        if config.binarize and config.model.likelihood == "bernoulli":
+            x = torch.bernoulli(x, generator=gen)
+        rows = len(x)
+        noise = (rows, config.model.latent) if config.objective == "elbo" else (config.k, rows, config.model.latent)
+        eps = torch.randn(noise, generator=gen, device=dev)
+        if world.distributed:
+            part = distributed.shard(rows, world)
+            x, eps = x[part], eps[..., part, :]
+        per_example, rec, kl = model(x, eps, weight)
+        if world.distributed:  # DDP averages gradients over ranks: this makes it the global batch mean
+            loss = per_example.sum() * (world.size / rows)
+        else:
+            loss = per_example.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            sums += torch.stack([per_example.sum(), rec.sum(), kl.sum()]).double()
+        if bar is not None:
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.2f}")
+    if bar is not None:
+        bar.close()
+    return sums
+
+
+def epoch_record(
+    epoch: int, lr: float, weight: float, train: list[float], test: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """One epoch's line of the history: train means of (loss, rec, kl), the test ELBO and its terms."""
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "kl_weight": weight,
+        "train_loss": train[0],
+        "train_rec": train[1],
+        "train_kl": train[2],
+        "test_elbo": test["elbo"],
+        "test_rec": test["rec"],
+        "test_kl": test["kl"],
+        "seconds": seconds,
+    }
 
 
 def start_from(config: TrainConfig, encoder: torch.nn.Module, decoder: torch.nn.Module) -> dict[str, Any]:
