@@ -123,3 +123,19 @@ def test_prior_settings_are_checked_and_left_out_of_configs_at_their_defaults() 
         VAEConfig(prior="flow")
     with pytest.raises(ValueError, match="prior_components must be >= 1, got 0"):
         VAEConfig(prior="vamp", prior_components=0)
+
+
+def test_the_device_cost_on_the_quality_page_is_the_presets() -> None:
+    """docs/quality.md's device cost of the VampPrior: the mixture's bytes and multiply-adds from the
+    `large-vamp` preset's sizes, against its decoder's multiply-adds (one per weight)."""
+    from test_readme import says
+
+    m = PRESETS["large-vamp"].model
+    _, decoder = build_models(m, seed=0)
+    decoder_macs = sum(p.numel() for name, p in decoder.named_parameters() if name.endswith("weight"))
+    says(
+        "docs/quality.md",
+        f"{m.prior_components * m.latent * 2 * 4:,} bytes for K = {m.prior_components} and {m.latent} latents",
+        f"3 x K x latent = {3 * m.prior_components * m.latent:,} multiply-adds, against the decoder's "
+        f"{decoder_macs / 1e6:.2f} M",
+    )
