@@ -172,12 +172,6 @@ def trace_pair(encoder: nn.Module, decoder: nn.Module, sha256: dict[str, str], o
     """Serialized, checked ONNX graphs of an encoder/decoder pair (each with a `config`: VAEConfig or
     the like), wrapped to the contract's signatures; `sha256`: of the weights each came from."""
     config = encoder.config
-    if getattr(config, "prior", "standard") != "standard":
-        raise ExportError(
-            f"this model was trained with prior {config.prior!r}; export writes models whose prior is "
-            "N(0, I) only (the runtime samples z from it and scores likelihoods with it). "
-            "Train with --prior standard to export (docs/quality.md, the learned prior)"
-        )
     modules = {"encoder": EncoderGraph(encoder), "decoder": DecoderGraph(decoder)}
     fp32_graphs: dict[str, bytes] = {}
     for graph, spec in graph_specs(config).items():
@@ -201,6 +195,7 @@ EXTRA_ROLES = {
     "the density score (edgevae score)",
     contract.REQUIRED_OPERATORS_FILE: "operators of the .ort graphs, for a minimal onnxruntime build",
     contract.LIKELIHOOD_FILE: "likelihood graph: (x, mu, logvar, eps) -> log_w (export/likelihood_graph.py)",
+    contract.PRIOR_FILE: "the learned prior p(z): mixture means and log-variances, float32 LE (runtime/prior.py)",
 }
 
 
@@ -392,6 +387,7 @@ def export_traced(
     from .golden import build_golden
     from .latents import MANIFEST_KEY, activity_entry
     from .likelihood_graph import likelihood_extra
+    from .prior_file import prior_extra
     from .validate import check_golden, measure_parity, validate_parity
     from .variants import build_variants, check_mobile_usability, check_variant, measure_variant, staged_files
 
@@ -401,11 +397,13 @@ def export_traced(
         for device in devices
     }
     golden_data, golden_spec = build_golden(encoder, decoder, real)
+    prior = prior_extra(encoder)  # a learned prior's mixture, checked against PyTorch; None for N(0, I)
     staged = ModelFiles(
         Path(out),
         {"config": config.to_dict(), "files": {}},
         fp32_graphs,
-        {contract.GOLDEN_DATA_FILE: golden_data, contract.GOLDEN_SPEC_FILE: golden_spec},
+        {contract.GOLDEN_DATA_FILE: golden_data, contract.GOLDEN_SPEC_FILE: golden_spec}
+        | ({contract.PRIOR_FILE: prior[0]} if prior else {}),
     )
     check_golden(staged, devices)
     variants, variant_extras = build_variants(fp32_graphs)
@@ -430,6 +428,8 @@ def export_traced(
     if likelihood is not None:
         manifest["files"][contract.LIKELIHOOD_FILE] = likelihood[1]
     manifest[MANIFEST_KEY] = activity_entry(fp32, real, f"the export's {len(real)} validation images")
+    if prior is not None:
+        manifest["prior"] = {"kind": config.prior, "components": config.prior_components, "max_abs_diff": prior[1]}
     files[contract.MANIFEST_FILE] = seal_manifest(manifest)
     paths = []
     with export_lock(out, list(files)):  # everything is built and checked: now write, the manifest last

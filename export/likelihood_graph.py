@@ -180,6 +180,8 @@ def likelihood_extra(files: Any) -> tuple[bytes, dict[str, Any]] | None:
     likelihood = str(files.config.get("likelihood", "bernoulli"))
     if likelihood not in contract.GRAPH_LIKELIHOODS or graph_opset(files.graphs["decoder"]) < MIN_OPSET:
         return None  # the runtime then uses the numpy formulas
+    if files.config.get("prior", "standard") != "standard":
+        return None  # its log p(z) is N(0, I)'s: a learned prior's goes through numpy (runtime/prior.py)
     from edgevae.runtime.layout import ImageLayout
 
     pixels = ImageLayout.from_config(files.config).pixels

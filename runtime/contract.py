@@ -125,6 +125,10 @@ GOLDEN_LEGACY_FILE = "golden.npz"  # what exports before golden.bin wrote instea
 SCORE_STATS_FILE = "score_stats.json"  # statistics of normal (training) images for the unusual-input score
 # a Gaussian mixture over normal images' score features (log_weights, means, prec_chol): the density score
 SCORE_DENSITY_FILE = "score_density.npz"
+# A learned prior (models trained with --prior vamp; config "prior": "vamp"): the mixture's means and
+# log-variances, (prior_components, latent) each, little-endian float32 (runtime/prior.py). A model
+# without a "prior" in its config has N(0, I) and no such file.
+PRIOR_FILE = "prior.bin"
 # The likelihood graph (export/likelihood_graph.py), built from the fp32 decoder graph: inputs x (N,
 # pixels), mu and logvar (N, latent), eps (K, N, latent); output log_w (K, N) float64, each importance sample's
 # log p(x|z) + log p(z) - log q(z|x) with z = mu + exp(logvar / 2) * eps, so only K x N numbers leave

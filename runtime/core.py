@@ -22,6 +22,7 @@ from .inputs import as_float_images, check_images, check_latent, image_rows
 from .limits import check_amount, check_int
 from .model import Model, open_model
 from .noise import Noise
+from .prior import prior_of
 from .sessions import Runner
 
 DEFAULT_CHUNK = 2048
@@ -68,6 +69,7 @@ class Core:
         self.output_shape = self.layout.shape  # (H, W) grey, (H, W, C) colour: what images come back as
         self.chunk_size = 1 if self.fixed_batch is not None else self._plan_chunks(chunk_size)
         self._noise = Noise()
+        self.prior = prior_of(self.files.config, self.files.extras, self.files.folder)  # None: N(0, I)
         # decode's hot path at small batches, fixed once: the runner, the output asked for, the shape
         self._decode_one = self.loaded.runners["decoder"]
         self._mean_only, self._image_rows = [contract.MEAN], (-1, *self.output_shape)

@@ -48,10 +48,11 @@ class Estimates(Operations):
     """elbo and log_likelihood (see `VAE`)."""
 
     def elbo(self, x: ArrayLike, seed: int | None = None, eps: ArrayLike | None = None) -> float | NDArray[np.float64]:
-        """The evidence lower bound log p(x|z) - KL(q(z|x) || N(0, I)) per image, in nats (float64).
+        """The evidence lower bound log p(x|z) - KL(q(z|x) || p(z)) per image, in nats (float64).
 
-        One z = mu + exp(logvar / 2) * eps per image; eps (N, latent) is given, or drawn as
-        `sample_latent(N, seed)`, the same draw as `encode_z(x, seed=)`.
+        One z = mu + exp(logvar / 2) * eps per image; eps (N, latent) is given, or drawn as the noise
+        scheme's LATENT rows under seed, the same draw as `encode_z(x, seed=)`. The KL is the closed
+        form against N(0, I); against a learned prior (prior.py), log q(z|x) - log p(z) at that z.
         Returns (N,) for a batch, a float for one image.
         """
         xs, single = self._check_images(x)
@@ -64,13 +65,27 @@ class Estimates(Operations):
             z = lik.reparameterize(mu[lo:hi], logvar[lo:hi], eps_arr[lo:hi])
             logits, mean = self.loaded.decoder_outputs(z)
             log_px = lik.log_px_given_z(as_float_images(xs[lo:hi]), logits, mean, self.likelihood)
-            out[lo:hi] = log_px - lik.kl_standard_normal(mu[lo:hi], logvar[lo:hi])
+            out[lo:hi] = log_px - self._kl(z, mu[lo:hi], logvar[lo:hi])
         return float(out[0]) if single else out
+
+    def _kl(self, z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+        """The ELBO's KL term per row: closed form for N(0, I), the one-sample estimate for a learned prior."""
+        if self.prior is None:
+            return lik.kl_standard_normal(mu, logvar)
+        return lik.log_normal(z, mu, logvar) - self.prior.log_density(z)
+
+    def _log_prior(self, z: np.ndarray) -> np.ndarray:
+        """log p(z) over the last axis, float64."""
+        if self.prior is None:
+            zero = np.zeros_like(z)
+            return lik.log_normal(z, zero, zero)
+        return self.prior.log_density(z)
 
     def latent_activity(self, x: ArrayLike) -> LatentActivity:
         """Active latent units over the images x: unit u is active when the variance over x of its
-        posterior mean exceeds 0.01 (Burda et al. 2015, section 5.2); with each unit's mean KL in nats.
-        Posterior collapse shows as units with no variance and no KL."""
+        posterior mean exceeds 0.01 (Burda et al. 2015, section 5.2); with each unit's mean KL in nats
+        against N(0, 1) (for a learned prior too: a mixture has no per-unit closed form). Posterior
+        collapse shows as units with no variance and no KL."""
         xs, _ = self._check_images(x)
         mu, logvar = self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))
         variance, kl = lik.latent_activity(mu, logvar)
@@ -129,8 +144,7 @@ class Estimates(Operations):
         shape = (len(eps), len(xb), self.pixels)
         unflat = None if mean is None else mean.reshape(shape)
         log_px = lik.log_px_given_z(xb[None], logits.reshape(shape), unflat, self.likelihood)
-        zero = np.zeros_like(z)
-        return log_px + lik.log_normal(z, zero, zero) - lik.log_normal(z, m, lv)
+        return log_px + self._log_prior(z) - lik.log_normal(z, m, lv)
 
     def _iw_log_likelihood(
         self,
@@ -145,7 +159,7 @@ class Estimates(Operations):
         mu, logvar = encoded or self._encode_rows(xs, None, (contract.MU, contract.LOGVAR))
         out = np.empty(len(xs), np.float64)
         log_w = eps = xb = np.empty(0)
-        graph = self.loaded.likelihood_graph
+        graph = self.loaded.likelihood_graph if self.prior is None else None  # its log p(z) is N(0, I)'s
         for lo, hi, s, e in lik.plan_blocks(len(xs), k, self.chunk_size):
             if s == 0:
                 log_w = np.empty((k, hi - lo), np.float64)

@@ -18,6 +18,8 @@ Definition (NOISE_SCHEME), reproducible from this text alone:
        angle = float32(r_second >> 40) * float32(2 pi / 2**24)   in float32
        values: radius * cos(angle), radius * sin(angle)  in float32
    The row is the first `width` of its 4 B values, in order.
+3. COMPONENT draws are one uniform per row, for a learned prior's mixture component: the row's
+   block (B = 1) gives u = (r0 >> 11) / 2**53 in [0, 1), float64 (stream 0, row = the image's index).
 Purposes (the counter's top word): LATENT rows are z ~ N(0, I) and the reparameterization noise
 (sample, sample_latent, encode_z, reconstruct(stochastic=True), elbo; stream 0, row = the image's
 index in the call); IMPORTANCE rows are importance samples for log p(x) (log_likelihood: stream =
@@ -40,7 +42,7 @@ import numpy as np
 from .limits import check_seed
 
 NOISE_SCHEME = "edgevae-noise-1"  # recorded beside every figure computed from seeded noise
-LATENT, IMPORTANCE = 1, 2  # purposes
+LATENT, IMPORTANCE, COMPONENT = 1, 2, 3  # purposes
 WORD = 2**64 - 1
 SHIFT_UNIFORM, SHIFT_ANGLE = np.uint64(11), np.uint64(40)
 ANGLE_STEP = np.float32(2 * math.pi / 2**24)
@@ -99,6 +101,11 @@ class Noise:
     def latent(self, seed: object, count: int, width: int, first: int = 0) -> np.ndarray:
         """LATENT rows: z ~ N(0, I) for images first .. first + count - 1 of a call."""
         return self.rows(seed, LATENT, 0, first, count, width)
+
+    def component(self, seed: int, count: int, first: int = 0) -> np.ndarray:
+        """COMPONENT draws: one uniform in [0, 1) (float64) for each of images first .. first + count - 1."""
+        words = self.words(seed_or_fresh(seed), COMPONENT << 192 | first, count).reshape(count, 4)
+        return (words[:, 0] >> SHIFT_UNIFORM).astype(np.float64) / 2.0**53
 
     def importance(self, seed: int, image: int, k: int, width: int) -> np.ndarray:
         """IMPORTANCE noise of one image: its k samples, (k, width)."""

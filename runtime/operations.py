@@ -22,6 +22,7 @@ from .bound import as_ortvalue, run_bound
 from .core import Core
 from .inputs import as_float_images, check_latent
 from .limits import check_amount, check_int
+from .noise import seed_or_fresh
 
 FloatArray = NDArray[np.float32]
 # Latents are clipped to +-Z_LIMIT before decoding: float32 GEMMs overflow to inf - inf = NaN for latents
@@ -33,9 +34,15 @@ class Operations(Core):
     """sample, encode, decode, reconstruct, interpolate (see `VAE`)."""
 
     def sample_latent(self, n: int, seed: int | None = None) -> FloatArray:
-        """n draws of z ~ N(0, I), (n, latent) float32: rows 0..n-1 of the noise scheme's LATENT
-        stream under `seed` (noise.py; row i is the same for every n); seed=None draws a fresh seed."""
-        return self._noise_rows(seed, check_int(n, "n"))
+        """n draws of z ~ p(z), (n, latent) float32: rows 0..n-1 of the noise scheme's LATENT stream
+        under `seed` (noise.py; row i is the same for every n); seed=None draws a fresh seed. With a
+        learned prior (prior.py), row i's component comes from row i of the COMPONENT stream and z is
+        that component's mean plus its standard deviation times the LATENT row."""
+        n = check_int(n, "n")
+        if self.prior is None:
+            return self._noise_rows(seed, n)
+        seed = seed_or_fresh(seed)
+        return self.prior.draw(self._noise_rows(seed, n), self._noise.component(seed, n))
 
     def sample(self, n: int, seed: int | None = None) -> FloatArray:
         """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images.
@@ -53,16 +60,17 @@ class Operations(Core):
     def encode_z(self, x: ArrayLike, eps: ArrayLike | None = None, seed: int | None = None) -> FloatArray:
         """A draw z = mu + exp(logvar / 2) * eps from q(z|x), computed inside the encoder graph.
 
-        eps (N, latent) is given, or drawn as `sample_latent(N, seed)` (fresh when seed is None).
+        eps (N, latent) is given, or drawn as the LATENT rows 0..N-1 under seed (fresh when seed is None).
         """
         xs, single = self._check_images(x)
         (z,) = self._encode_rows(xs, self._eps(len(xs), eps, seed), (contract.Z,))
         return z[0] if single else z
 
     def _eps(self, n: int, eps: ArrayLike | None, seed: int | None) -> np.ndarray:
-        """Reparameterization noise for n images: eps checked as given, else `sample_latent(n, seed)`."""
+        """Reparameterization noise for n images: eps checked as given, else the LATENT rows under seed
+        (`sample_latent(n, seed)` for the standard normal prior)."""
         if eps is None:
-            return self.sample_latent(n, seed)
+            return self._noise_rows(seed, n)
         if seed is not None:
             raise ValueError("give eps or seed, not both (seed would be ignored)")
         return self._check_latent(eps, contract.EPS, batch=n)[0]
@@ -110,7 +118,7 @@ class Operations(Core):
         """decode(encode(x)): through z = mu (default), or a draw z ~ q(z|x) when `stochastic`
         (eps = `sample_latent(N, seed)`, as `encode_z(x, seed=seed)` draws it)."""
         xs, single = self._check_images(x)
-        eps = self.sample_latent(len(xs), seed) if stochastic else np.zeros((len(xs), self.latent), np.float32)
+        eps = self._noise_rows(seed, len(xs)) if stochastic else np.zeros((len(xs), self.latent), np.float32)
         out = np.empty((len(xs), *self.output_shape), np.float32)
         for lo in range(0, len(xs), self.chunk_size):
             hi = lo + self.chunk_size

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from noise_reference import philox4x64, reference_rows
 
 from edgevae.runtime import VAE
-from edgevae.runtime.noise import IMPORTANCE, LATENT, Noise, seed_or_fresh
+from edgevae.runtime.noise import COMPONENT, IMPORTANCE, LATENT, Noise, seed_or_fresh
 
 SEEDS = st.integers(0, 2**128 - 1)
 # Random123's known-answer vectors for Philox4x64-10 (kat_vectors): counter, key, the block
@@ -185,3 +185,10 @@ def test_a_score_s_nll_is_the_image_s_log_likelihood_alone(real_digits: np.ndarr
     alone = [-vae.log_likelihood(x[i : i + 1], k=10, seed=3)[0] for i in range(6)]
     np.testing.assert_allclose(nll, alone, rtol=0, atol=1e-6)
     np.testing.assert_allclose(nll[1], -vae.log_likelihood(x[1], k=10, seed=3), atol=1e-6)
+
+
+@pytest.mark.parametrize(("seed", "first", "count"), [(0, 0, 5), (2**100 + 7, 3, 4)])
+def test_component_draws_are_the_documented_values(seed: int, first: int, count: int) -> None:
+    """COMPONENT row r: u = (r0 >> 11) / 2**53 from the block at counter COMPONENT * 2**192 + r (noise.py)."""
+    want = [(philox4x64(COMPONENT << 192 | row, seed)[0] >> 11) / 2**53 for row in range(first, first + count)]
+    assert Noise().component(seed, count, first).tolist() == want

@@ -101,17 +101,6 @@ def test_the_pseudo_inputs_learn_and_travel_in_the_encoder_checkpoint(tmp_path: 
     assert torch.equal(loaded.pseudo_inputs, encoder.pseudo_inputs)
 
 
-def test_export_refuses_a_learned_prior_and_writes_nothing(tmp_path: Path) -> None:
-    need("onnx")
-    from edgevae.export.convert import ExportError, export_model
-
-    encoder, decoder = build_models(VAMP, seed=0)
-    checkpoint.save_pair(tmp_path / "ckpt", encoder, decoder, TrainConfig(model=VAMP, epochs=1), 1, "run")
-    with pytest.raises(ExportError, match="prior 'vamp'.*N\\(0, I\\) only"):
-        export_model(tmp_path / "ckpt", tmp_path / "out")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-
-
 def test_prior_settings_are_checked_and_left_out_of_configs_at_their_defaults() -> None:
     assert "prior" not in VAEConfig().to_dict() and "prior_components" not in VAEConfig().to_dict()
     assert VAEConfig.from_dict(VAMP.to_dict()) == VAMP

@@ -70,7 +70,7 @@ class VAEConfig:
     prior: str = setting(
         "standard",
         "p(z): standard (N(0, I)) or vamp (the VampPrior, Tomczak & Welling 2018: a mixture of the encoder's "
-        "posteriors at learned pseudo-inputs; training only for now, export refuses it)",
+        "posteriors at learned pseudo-inputs; export writes it as prior.bin and both runtimes sample from it)",
         PRIORS,
     )
     prior_components: int = setting(500, "pseudo-inputs K of the vamp prior (ignored by the standard prior)")
@@ -111,9 +111,8 @@ class VAEConfig:
             # left out at its default: grey configs stay byte-identical to those written before colour
             # existed (the shipped graphs' metadata and manifests); from_dict fills it back in
             del d["channels"]
-        for name, default in (("prior", "standard"), ("prior_components", 500)):
-            if d[name] == default:
-                del d[name]  # at its default: configs written before the setting existed stay byte-identical
+        if d["prior"] == "standard":  # configs written before the setting existed stay byte-identical
+            del d["prior"], d["prior_components"]
         return d
 
     @classmethod
@@ -232,7 +231,7 @@ PRESETS: dict[str, TrainConfig] = {
     "large-iwae5": iwae_stage(LARGE_NETWORK, k=5, lr=2e-4, epochs=60),
     "large-iwae20": iwae_stage(LARGE_NETWORK, k=20, lr=1e-4, epochs=40),
     # The large preset with a learned prior, the VampPrior of Tomczak & Welling 2018 (500 pseudo-inputs):
-    # -3.0 nats against the large preset at 30 epochs (docs/quality.md); export cannot write it yet.
+    # -3.0 nats against the large preset at 30 epochs (docs/quality.md).
     "large-vamp": TrainConfig(model=dataclasses.replace(LARGE_NETWORK, prior="vamp"), epochs=240, warmup_epochs=10),
     # The shipped default model's second stage: the k=5 run above, fine-tuned 30 epochs more with k=20.
     "default-iwae20": iwae_stage(VAEConfig(), k=20, lr=2e-4, epochs=30),

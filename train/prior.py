@@ -10,7 +10,8 @@ Train with it: `python -m edgevae.train --preset large --prior vamp` (K = --prio
 
 The mixture's log-density is formed from matrix products (no (rows, K, latent) tensor), so an
 evaluation with k = 1000 samples of 20 images against K = 500 components stays within memory.
-Export refuses such a model for now: the runtime samples z from N(0, I) only (docs/quality.md).
+Export writes the mixture's components to prior.bin (export/prior_file.py), and the runtime and the
+JavaScript package draw z from it and score likelihoods with it (runtime/prior.py).
 """
 
 from __future__ import annotations

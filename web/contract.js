@@ -10,6 +10,7 @@ export const CONTRACT = Object.freeze({
   "manifestChecksum": "manifest_sha256",
   "goldenSpecFile": "golden.json",
   "goldenDataFile": "golden.bin",
+  "priorFile": "prior.bin",
   "goldenFormat": "edgevae-golden",
   "goldenDtype": "float32",
   "axes": {

@@ -15,7 +15,7 @@
 import { CONTRACT } from './contract.js';
 import { ModelError, openFolder } from './files.js';
 import { checkLine, compareOutputs, short, unpackTensors } from './golden.js';
-import { standardNormal } from './noise.js';
+import { standardNormal, uniforms } from './noise.js';
 
 export { ModelError } from './files.js';
 
@@ -88,10 +88,12 @@ export class VAE {
         );
       }
     }
-    return new VAE(ort, folder, variant, sessions);
+    const prior = await readPrior(folder, where);
+    return new VAE(ort, folder, variant, sessions, prior);
   }
 
-  constructor(ort, folder, variant, sessions) {
+  constructor(ort, folder, variant, sessions, prior = null) {
+    this.prior = prior; // null: z ~ N(0, I); else the learned prior's mixture (readPrior)
     this.ort = ort;
     this.folder = folder;
     this.manifest = folder.manifest;
@@ -133,7 +135,9 @@ export class VAE {
   }
 
   /**
-   * n draws of z ~ N(0, I) from noise.js's seeded generator: the same seed, the same numbers.
+   * n draws of z ~ p(z) from noise.js's seeded generators: the same seed, the same numbers. N(0, I),
+   * or for a learned prior (prior.bin): component k = floor(u * K) from `uniforms(seed, n)`, then
+   * z = mean_k + exp(logvar_k / 2) * eps with eps from `standardNormal(seed, n * latent)`.
    * @param {number} n rows
    * @param {number|bigint} seed an integer in [0, 2**64)
    * @returns {Batch}
@@ -142,7 +146,9 @@ export class VAE {
     if (!Number.isInteger(n) || n < 1 || n > MAX_ROWS) {
       throw new RangeError(`n must be an integer from 1 to ${MAX_ROWS}; got ${n}`);
     }
-    return { data: standardNormal(seed, n * this.latent), rows: n, cols: this.latent };
+    const eps = standardNormal(seed, n * this.latent);
+    if (this.prior) drawFromPrior(this.prior, eps, uniforms(seed, n), this.latent);
+    return { data: eps, rows: n, cols: this.latent };
   }
 
   /** n images (rows of height x width pixel means in [0, 1]) decoded from sampleLatent(n, seed). */
@@ -239,4 +245,38 @@ function concat(arrays) {
     at += a.length;
   }
   return out;
+}
+
+/**
+ * The learned prior of a model trained with one (manifest config prior 'vamp'), from prior.bin,
+ * verified against the manifest's sha256: K x latent means then K x latent log-variances, float32
+ * little-endian (runtime/prior.py). null for the standard normal prior.
+ * @returns {Promise<{means: Float32Array, logvars: Float32Array, components: number}|null>}
+ */
+async function readPrior(folder, where) {
+  const config = folder.manifest.config;
+  if ((config.prior ?? 'standard') === 'standard') return null;
+  if (config.prior !== 'vamp') {
+    throw new ModelError(`${where}: prior '${config.prior}' is unknown to this package (it knows standard and vamp)`);
+  }
+  const bytes = await folder.verified(CONTRACT.priorFile);
+  const k = config.prior_components;
+  const size = k * config.latent;
+  if (bytes.byteLength !== 8 * size) {
+    throw new ModelError(`corrupt ${where}${CONTRACT.priorFile}: ${bytes.byteLength} bytes, expected ${8 * size}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const values = Float32Array.from({ length: 2 * size }, (_, i) => view.getFloat32(4 * i, true));
+  return { means: values.subarray(0, size), logvars: values.subarray(size), components: k };
+}
+
+/** eps (rows x latent) becomes z = mean_k + exp(logvar_k / 2) * eps in place, k = floor(u * K) per row. */
+function drawFromPrior(prior, eps, u, latent) {
+  for (let row = 0; row < u.length; row++) {
+    const k = Math.min(Math.floor(u[row] * prior.components), prior.components - 1);
+    for (let d = 0; d < latent; d++) {
+      const i = row * latent + d;
+      eps[i] = prior.means[k * latent + d] + Math.exp(0.5 * prior.logvars[k * latent + d]) * eps[i];
+    }
+  }
 }

@@ -89,6 +89,7 @@ def contract_data() -> dict[str, Any]:
         "manifestChecksum": MANIFEST_CHECKSUM,
         "goldenSpecFile": contract.GOLDEN_SPEC_FILE,
         "goldenDataFile": contract.GOLDEN_DATA_FILE,
+        "priorFile": contract.PRIOR_FILE,
         "goldenFormat": contract.GOLDEN_FORMAT,
         "goldenDtype": contract.GOLDEN_DTYPE,
         "axes": {"batch": contract.BATCH, "pixels": contract.PIXELS, "latent": contract.LATENT},

@@ -12,6 +12,10 @@
  * at positions 2k and 2k+1, computed in float64 and rounded to float32. So the first m draws of a
  * seed do not depend on how many are asked for.
  *
+ * A learned prior's mixture components come from a second stream of the same seed: xoshiro128**
+ * seeded by SplitMix64 from seed XOR COMPONENT_STREAM, one uniform u = output / 2**32 in [0, 1) per
+ * row (`uniforms`), so row i's component does not depend on how many rows are drawn either.
+ *
  * These are not numpy's numbers (the Python runtime's `sample(n, seed)` uses numpy's Philox and
  * ziggurat): the same seed gives different digits in Python and here. Math.log, cos and sin are
  * not bit-specified by ECMAScript; V8 (Chromium, Node) computes them identically everywhere, other
@@ -84,5 +88,24 @@ export function standardNormal(seed, count) {
     out[i] = r * Math.cos(2 * Math.PI * u2);
     if (i + 1 < count) out[i + 1] = r * Math.sin(2 * Math.PI * u2);
   }
+  return out;
+}
+
+const COMPONENT_STREAM = 0xd1b54a32d192ed03n; // an odd 64-bit constant: the component stream's seed offset
+
+/**
+ * `count` uniforms in [0, 1), one per row: the mixture components of a learned prior's draws.
+ * @param {number|bigint} seed an integer in [0, 2**64), the same seed as the rows' standardNormal
+ * @param {number} count how many numbers
+ * @returns {Float64Array}
+ */
+export function uniforms(seed, count) {
+  if (!Number.isSafeInteger(count) || count < 0) {
+    throw new RangeError(`count must be a non-negative integer; got ${count}`);
+  }
+  seedState(seed); // the same checks of the seed as standardNormal's
+  const s = seedState(BigInt(seed) ^ COMPONENT_STREAM);
+  const out = new Float64Array(count);
+  for (let i = 0; i < count; i++) out[i] = nextUint32(s) / TWO_32;
   return out;
 }
