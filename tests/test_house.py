@@ -16,7 +16,7 @@ MAX_CLASS_LINES, MAX_FUNCTION_LINES = 200, 50
 LAYERS = [
     {"errors", "limits", "contract", "arrays", "atomic", "scores", "progress"},
     {"devices", "layout", "noise", "manifest", "likelihood"},
-    {"inputs", "files", "sessions", "images", "colour", "mixture", "score_stats"},
+    {"inputs", "files", "sessions", "images", "colour", "mixture", "prior", "score_stats"},
     {"model", "bound"},  # a verified model and its sessions, ready; device-resident runs
     {"core"},  # ... owned by the VAE's first layer
     {"operations"},

@@ -158,3 +158,12 @@ def test_the_javascript_package_samples_from_the_mixture(pair: tuple) -> None:
     want = mixture.draw(np.array(got["eps"], np.float32).reshape(6, 20), np.array(got["u"]))
     np.testing.assert_allclose(np.array(got["z"]).reshape(6, 20), want, atol=DRAW)
     assert got["again"] == got["z"][:40] and got["rows"] == 6
+
+
+def test_the_export_page_states_the_prior_checks() -> None:
+    from test_readme import says
+
+    from edgevae.export.prior_file import PRIOR_DRAW, PRIOR_NATS
+
+    sci = [f"{v:.0e}".replace("e-0", "e-") for v in (PRIOR_NATS, PRIOR_DRAW)]
+    says("docs/export.md", f"log p(z) within {sci[0]} nats, draws within {sci[1]}")
