@@ -76,10 +76,15 @@ class VAEBatch:
         self.noise = Noise()
 
     def latents(self, ids: np.ndarray) -> np.ndarray:
-        """Rows `ids` of the LATENT stream under the seed, one draw per run of consecutive ids."""
+        """The latents of `VAE.sample(n, seed)`'s rows `ids`: rows of the LATENT stream under the seed, one
+        draw per run of consecutive ids, through the model's learned prior when it has one."""
         cuts = np.flatnonzero(np.diff(ids) != 1) + 1
         runs = np.split(ids, cuts)
-        return np.concatenate([self.noise.latent(self.seed, len(r), self.vae.latent, int(r[0])) for r in runs])
+        eps = np.concatenate([self.noise.latent(self.seed, len(r), self.vae.latent, int(r[0])) for r in runs])
+        if self.vae.prior is None:
+            return eps
+        u = np.concatenate([self.noise.component(self.seed, len(r), int(r[0])) for r in runs])
+        return self.vae.prior.draw(eps, u)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.task == "sample":

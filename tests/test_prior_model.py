@@ -167,3 +167,13 @@ def test_the_export_page_states_the_prior_checks() -> None:
 
     sci = [f"{v:.0e}".replace("e-0", "e-") for v in (PRIOR_NATS, PRIOR_DRAW)]
     says("docs/export.md", f"log p(z) within {sci[0]} nats, draws within {sci[1]}")
+
+
+def test_bulk_sampling_draws_the_rows_sample_draws(pair: tuple) -> None:
+    """Ray Data's sample task (runtime/raydata.py, its per-actor mapper called directly, no Ray needed):
+    rows ids of `VAE.sample(n, seed)`, through the mixture, whatever runs of ids a batch holds."""
+    from edgevae.runtime.raydata import VAEBatch
+
+    mapper = VAEBatch("sample", "image", str(pair[2]), "cpu", "fp32", 1, None, 4, "nll")
+    ids = np.array([0, 1, 2, 7, 8, 3])
+    np.testing.assert_array_equal(mapper.latents(ids), mapper.vae.sample_latent(9, seed=4)[ids])
