@@ -346,6 +346,17 @@ def test_quality_prose_is_the_quality_file() -> None:
         f"{large_30 - vamp['test_nll']['nll']:.2f} better than the large preset it changes ({large_30:.2f})",
         f"after it ({stage20['test_nll']['nll']:.2f}), in {vamp['train_minutes']:.1f} minutes",
     )
+    vamp_run = artifact("large_vamp_metrics.json")  # the run's metrics.json (its checkpoints are not committed)
+    vamp_minutes = sum(h["seconds"] for h in vamp_run["history"]) / 60
+    assert vamp_run["complete"] and len(vamp_run["history"]) == vamp_run["config"]["epochs"]
+    assert TrainConfig.from_dict(vamp_run["config"]) == PRESETS["large-vamp"]
+    assert vamp_run["test_nll"]["k"] == 1000 and vamp_run["test_nll"]["images"] == 10000
+    says(
+        "docs/quality.md",
+        f"{vamp_minutes:.1f} minutes, one thread sharing the cores",
+        f"measures {vamp_run['test_nll']['nll']:.2f} nats over all 10,000 test images (k = 1000, training's figure), "
+        f"against {every_k1000:.2f} for the released `large`",
+    )
     ablation = artifact("ablation.json")
     assert {r["test_nll"]["k"] for r in ablation["rows"].values()} == {1000}
     assert {r["test_nll"]["images"] for r in ablation["rows"].values()} == {1000}
