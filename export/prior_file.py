@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgevae.runtime.prior import MixturePrior
-from edgevae.train.prior import log_prior, sample_prior
+from edgevae.train.prior import log_prior, sample_prior, vamp_components
 
 from .validate import ValidationError
 
@@ -30,7 +30,7 @@ class PriorError(ValidationError):
 def prior_mixture(encoder: nn.Module) -> MixturePrior:
     """The components of the encoder's VampPrior: its posteriors at the pseudo-inputs, float32."""
     with torch.no_grad():
-        means, logvars = encoder(torch.clamp(encoder.pseudo_inputs, 0.0, 1.0))
+        means, logvars = vamp_components(encoder)
     return MixturePrior(means.cpu().numpy().astype(np.float32), logvars.cpu().numpy().astype(np.float32))
 
 

@@ -33,11 +33,16 @@ def add_pseudo_inputs(encoder: nn.Module, config: VAEConfig) -> None:
         encoder.pseudo_inputs = nn.Parameter(start)
 
 
+def vamp_components(encoder: nn.Module) -> tuple[Tensor, Tensor]:
+    """The VampPrior's components: the encoder's (mu, logvar) at its pseudo-inputs, (K, latent) each."""
+    return encoder(torch.clamp(encoder.pseudo_inputs, 0.0, 1.0))
+
+
 def log_prior(encoder: nn.Module, z: Tensor) -> Tensor:
     """log p(z) summed over the latent axis, for z (..., latent), in z's dtype."""
     if encoder.config.prior != "vamp":
         return -0.5 * (math.log(2 * math.pi) + z.pow(2)).sum(dim=-1)
-    mu, logvar = encoder(torch.clamp(encoder.pseudo_inputs, 0.0, 1.0))
+    mu, logvar = vamp_components(encoder)
     return log_mixture(z, mu.to(z.dtype), logvar.to(z.dtype))
 
 
@@ -46,7 +51,7 @@ def sample_prior(encoder: nn.Module, eps: Tensor, u: Tensor) -> Tensor:
     eps itself for N(0, I); for the VampPrior, component k = floor(u * K), z = mu_k + sigma_k * eps."""
     if encoder.config.prior != "vamp":
         return eps
-    mu, logvar = encoder(torch.clamp(encoder.pseudo_inputs, 0.0, 1.0))
+    mu, logvar = vamp_components(encoder)
     k = torch.clamp((u * mu.shape[0]).long(), max=mu.shape[0] - 1)
     return mu[k] + torch.exp(0.5 * logvar[k]) * eps
 
