@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from conftest import need
 need("torch")
 
 import torch
+from safetensors import safe_open
 
 from edgevae.train import checkpoint
 from edgevae.train.config import PRESETS, TrainConfig, VAEConfig
@@ -22,6 +24,7 @@ from edgevae.train.model import build_models, compute_loss_terms, iwae_terms, lo
 from edgevae.train.prior import log_mixture, log_prior, sample_prior
 
 VAMP = VAEConfig(prior="vamp", prior_components=7, latent=3, hidden=16)
+PRIOR = checkpoint.PRIOR_FILE
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -87,7 +90,7 @@ def test_one_importance_sample_is_the_elbo_against_the_mixture(batch: int) -> No
     torch.testing.assert_close(iw_kl.double(), kl, rtol=1e-5, atol=1e-3)
 
 
-def test_the_pseudo_inputs_learn_and_travel_in_the_encoder_checkpoint(tmp_path: Path) -> None:
+def test_the_pseudo_inputs_learn_and_travel_in_a_prior_checkpoint_of_their_own(tmp_path: Path) -> None:
     encoder, decoder = build_models(VAMP, seed=0)
     before = encoder.pseudo_inputs.detach().clone()
     x = torch.rand(8, 784, generator=gen(10)).bernoulli(generator=gen(11))
@@ -96,9 +99,47 @@ def test_the_pseudo_inputs_learn_and_travel_in_the_encoder_checkpoint(tmp_path: 
     torch.optim.SGD(encoder.parameters(), lr=1.0).step()
     assert not torch.equal(encoder.pseudo_inputs, before)  # the KL's gradient reaches them
     checkpoint.save_pair(tmp_path, encoder, decoder, TrainConfig(model=VAMP, epochs=1), 1, "run")
-    loaded, _ = checkpoint.load_pair(tmp_path)
-    assert loaded.config.prior == "vamp"
-    assert torch.equal(loaded.pseudo_inputs, encoder.pseudo_inputs)
+    assert set(checkpoint.read_record(tmp_path)) == {checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE, PRIOR}
+    with safe_open(tmp_path / checkpoint.ENCODER_FILE, "pt") as f:
+        assert "pseudo_inputs" not in f.keys()  # the encoder file is the network alone, as for N(0, I)
+    with safe_open(tmp_path / PRIOR, "pt") as f:
+        assert list(f.keys()) == ["pseudo_inputs"]
+    pair = checkpoint.load_checkpoints(tmp_path)
+    assert pair.encoder.config.prior == "vamp" and set(pair.sha256) == {"encoder", "decoder", "prior"}
+    assert torch.equal(pair.encoder.pseudo_inputs, encoder.pseudo_inputs)
+
+
+def test_a_standard_model_writes_no_prior_file(tmp_path: Path) -> None:
+    encoder, decoder = build_models(dataclasses.replace(VAMP, prior="standard"), seed=0)
+    checkpoint.save_pair(tmp_path, encoder, decoder, TrainConfig(model=encoder.config, epochs=1), 1, "run")
+    assert not (tmp_path / PRIOR).exists() and set(checkpoint.load_checkpoints(tmp_path).sha256) == {
+        "encoder",
+        "decoder",
+    }
+
+
+def mixed_prior(folder: Path) -> None:
+    """A prior file from another run of the same model."""
+    encoder, decoder = build_models(VAMP, seed=1)
+    checkpoint.save_module(folder / "other" / checkpoint.ENCODER_FILE, "encoder", encoder, TrainConfig(model=VAMP), 2)
+    blob = (folder / "other" / PRIOR).read_bytes()
+    checkpoint.commit(folder, {PRIOR: blob})
+
+
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        (lambda folder: (folder / PRIOR).unlink(), "prior.safetensors not found"),
+        (lambda folder: (folder / PRIOR).write_bytes(b"x" * 64), "corrupt checkpoint .*prior.safetensors"),
+        (mixed_prior, r"encoder.safetensors \(run run, epoch 1\) and prior.safetensors \(run None, epoch 2\)"),
+    ],
+)
+def test_a_missing_damaged_or_mixed_prior_file_is_named(tmp_path: Path, damage: Any, found: str) -> None:
+    encoder, decoder = build_models(VAMP, seed=0)
+    checkpoint.save_pair(tmp_path, encoder, decoder, TrainConfig(model=VAMP, epochs=1), 1, "run")
+    damage(tmp_path)
+    with pytest.raises(checkpoint.CheckpointError, match=found):
+        checkpoint.load_checkpoints(tmp_path)
 
 
 def test_prior_settings_are_checked_and_left_out_of_configs_at_their_defaults() -> None:
@@ -107,7 +148,10 @@ def test_prior_settings_are_checked_and_left_out_of_configs_at_their_defaults() 
     vamp = PRESETS["large-vamp"]
     assert vamp.model == dataclasses.replace(PRESETS["large"].model, prior="vamp", prior_components=500)
     assert dataclasses.replace(vamp, model=PRESETS["large"].model) == PRESETS["large"]  # the prior alone differs
-    assert [name for name, preset in PRESETS.items() if preset.model.prior != "standard"] == ["large-vamp"]
+    vamp_presets = [name for name, preset in PRESETS.items() if preset.model.prior != "standard"]
+    assert vamp_presets == ["large-vamp", "large-vamp-iwae5", "large-vamp-iwae20"]
+    for stage in ("iwae5", "iwae20"):  # the large preset's IWAE stages, with the prior
+        assert PRESETS[f"large-vamp-{stage}"] == dataclasses.replace(PRESETS[f"large-{stage}"], model=vamp.model)
     with pytest.raises(ValueError, match=r"prior must be one of \('standard', 'vamp'\), got 'flow'"):
         VAEConfig(prior="flow")
     with pytest.raises(ValueError, match="prior_components must be >= 1, got 0"):

@@ -232,8 +232,8 @@ def test_cli_help_states_defaults_read_from_the_presets() -> None:
         shown(lambda c: c.model.likelihood),
         shown(lambda c: c.model.block),
         shown(lambda c: c.objective),
-        "(default: 250; large: 240; large-iwae5: 60; large-iwae20: 40; large-vamp: 240; default-iwae20: 30; book: 30; "
-        "conv32: 20; conv28: 30)",
+        "(default: 250; large: 240; large-iwae5: 60; large-iwae20: 40; large-vamp: 240; large-vamp-iwae5: 60; "
+        "large-vamp-iwae20: 40; default-iwae20: 30; book: 30; conv32: 20; conv28: 30)",
         shown(lambda c: c.model.prior),
         "default: auto",
         "--resume",

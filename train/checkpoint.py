@@ -3,6 +3,8 @@
 A checkpoint folder holds
   encoder.safetensors, decoder.safetensors   the weights; metadata key "edgevae": JSON with format,
                                              version, kind, config, train_config, epoch and run
+  prior.safetensors                          a learned prior's own weights (the VampPrior's pseudo-
+                                             inputs, "pseudo_inputs"), same metadata; only for such models
   train_state.safetensors                    resume state: both networks ("encoder.*", "decoder.*"),
                                              the optimizer's tensors ("optimizer.ID.SLOT"); its
                                              metadata adds the optimizer's other values and the history
@@ -40,9 +42,12 @@ FORMAT = "edgevae-checkpoint"
 VERSION = 2
 ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
+PRIOR_FILE = "prior.safetensors"
 STATE_FILE = "train_state.safetensors"
 RECORD_FILE = "checkpoint.sha256"
-FILES = (ENCODER_FILE, DECODER_FILE, STATE_FILE)
+FILES = (ENCODER_FILE, DECODER_FILE, STATE_FILE)  # every run's
+ALL_FILES = (*FILES, PRIOR_FILE)  # and a learned prior's
+PRIOR_TENSORS = ("pseudo_inputs",)  # encoder parameters that belong to the prior: saved in PRIOR_FILE
 META_KEY = "edgevae"  # one metadata entry of canonical JSON: safetensors writes several in random order
 KINDS = {"encoder": make_encoder, "decoder": make_decoder}  # the module `config.block` asks for
 RECORD_LINE = re.compile(rb"([0-9a-f]{64})  ([A-Za-z0-9_.-]+)")
@@ -184,7 +189,7 @@ def finish_commit(folder: str | os.PathLike[str]) -> None:
         entries = read_record(folder) if (folder / RECORD_FILE).exists() else {}
     except CheckpointError:
         return
-    for name in FILES:
+    for name in ALL_FILES:
         pending = pending_path(folder / name)
         if not pending.is_file():
             continue
@@ -197,7 +202,8 @@ def finish_commit(folder: str | os.PathLike[str]) -> None:
 
 
 def module_bytes(kind: str, module: nn.Module, train_config: TrainConfig, epoch: int, run: str | None) -> bytes:
-    """An encoder or decoder file; `run` and `epoch` tie a pair together."""
+    """An encoder, decoder or prior file; `run` and `epoch` tie them together. An encoder's file leaves out
+    the prior's tensors; kind "prior" holds only them."""
     meta = {
         "kind": kind,
         "config": module.config.to_dict(),
@@ -205,7 +211,20 @@ def module_bytes(kind: str, module: nn.Module, train_config: TrainConfig, epoch:
         "epoch": int(epoch),
         "run": run,
     }
-    return encode(cpu_state_dict(module), meta)
+    tensors = cpu_state_dict(module)
+    if kind == "prior":
+        return encode({k: v for k, v in tensors.items() if k in PRIOR_TENSORS}, meta)
+    return encode({k: v for k, v in tensors.items() if k not in PRIOR_TENSORS}, meta)
+
+
+def module_files(
+    kind: str, module: nn.Module, train_config: TrainConfig, epoch: int, run: str | None
+) -> dict[str, bytes]:
+    """{file name: bytes} for one module: an encoder with a learned prior is two files (encoder, prior)."""
+    files = {f"{kind}.safetensors": module_bytes(kind, module, train_config, epoch, run)}
+    if kind == "encoder" and any(hasattr(module, name) for name in PRIOR_TENSORS):
+        files[PRIOR_FILE] = module_bytes("prior", module, train_config, epoch, run)
+    return files
 
 
 def state_bytes(state: dict[str, Any]) -> bytes:
@@ -248,9 +267,12 @@ def save_module(
     epoch: int,
     run: str | None = None,
 ) -> None:
-    """Write one encoder or decoder checkpoint (and its line in the record) as one commit."""
+    """Write one encoder (with its prior file, if it has a learned prior) or decoder checkpoint, and
+    their lines in the record, as one commit."""
     path = Path(path)
-    commit(path.parent, {path.name: module_bytes(kind, module, train_config, epoch, run)})
+    if path.name != f"{kind}.safetensors":
+        raise ValueError(f"a {kind} checkpoint is named {kind}.safetensors, got {path.name}")
+    commit(path.parent, module_files(kind, module, train_config, epoch, run))
 
 
 def save_pair(
@@ -262,11 +284,10 @@ def save_pair(
     run: str | None,
     state: dict[str, Any] | None = None,
 ) -> None:
-    """Replace FOLDER's encoder and decoder, and with `state` the resume state too, as one commit."""
-    files = {
-        ENCODER_FILE: module_bytes("encoder", encoder, train_config, epoch, run),
-        DECODER_FILE: module_bytes("decoder", decoder, train_config, epoch, run),
-    }
+    """Replace FOLDER's encoder (and its prior file) and decoder, and with `state` the resume state too,
+    as one commit."""
+    files = module_files("encoder", encoder, train_config, epoch, run)
+    files.update(module_files("decoder", decoder, train_config, epoch, run))
     if state is not None:
         files[STATE_FILE] = state_bytes(state)
     commit(folder, files)
@@ -311,56 +332,70 @@ class CheckpointPair:
 
     encoder: Encoder
     decoder: Decoder
-    sha256: dict[str, str]  # "encoder" / "decoder" -> sha256 of the file's bytes as read (its record line)
+    sha256: dict[str, str]  # "encoder" / "decoder" (/ "prior") -> sha256 of the file's bytes as read (its record line)
     paths: dict[str, Path]  # the files read (a pending one when a commit was interrupted)
 
 
 def read_pair(folder: Path) -> list[tuple[dict[str, Any], str, Path]]:
-    """[(payload, sha256, path)] of FOLDER's encoder and decoder, each file read once; a folder
-    holding only format-1 files goes through the .pt reader, with a note to convert it."""
+    """[(payload, sha256, path)] of FOLDER's encoder and decoder, and of its prior file when the
+    encoder's config has a learned prior, each file read once; a folder holding only format-1 files
+    goes through the .pt reader, with a note to convert it."""
     from . import legacy
 
     if not (folder / RECORD_FILE).exists() and not (folder / ENCODER_FILE).exists() and legacy.holds_legacy(folder):
         legacy.note(folder)
         return legacy.read_pair(folder)
     read = []
-    for name in (ENCODER_FILE, DECODER_FILE):
+    for name in (ENCODER_FILE, DECODER_FILE, PRIOR_FILE):
+        if name == PRIOR_FILE and read[0][0].get("config", {}).get("prior", "standard") == "standard":
+            break
         raw, digest, path = read_verified(folder / name)
         meta, tensors = decode(raw, path)
         read.append(({**meta, "state_dict": tensors}, digest, path))
     return read
 
 
-def check_one_pair(folder: Path, read: list[tuple[dict[str, Any], str, Path]]) -> tuple[nn.Module, nn.Module]:
-    """The encoder and decoder `read_pair` read, rebuilt; CheckpointError unless they are one pair:
-    each the kind its name says, one config, one run and epoch."""
-    (enc, _, enc_path), (dec, _, dec_path) = read
-    encoder = build_module(enc, enc_path, "encoder")
-    decoder = build_module(dec, dec_path, "decoder")
-    if enc["config"] != dec["config"]:
+def same_run(folder: Path, first: tuple[dict[str, Any], str, Path], other: tuple[dict[str, Any], str, Path]) -> None:
+    """CheckpointError unless two files of FOLDER have one config, run and epoch."""
+    (a, _, a_path), (b, _, b_path) = first, other
+    if a["config"] != b["config"]:
         raise CheckpointError(
-            f"encoder and decoder in {folder} have different configs: {enc['config']} vs {dec['config']}"
+            f"{a_path.name} and {b_path.name} in {folder} have different configs: {a['config']} vs {b['config']}"
         )
-    if (enc.get("run"), enc.get("epoch")) != (dec.get("run"), dec.get("epoch")):
+    if (a.get("run"), a.get("epoch")) != (b.get("run"), b.get("epoch")):
         raise CheckpointError(
-            f"{enc_path.name} (run {enc.get('run')}, epoch {enc.get('epoch')}) and {dec_path.name} "
-            f"(run {dec.get('run')}, epoch {dec.get('epoch')}) in {folder} are not one pair: files were "
+            f"{a_path.name} (run {a.get('run')}, epoch {a.get('epoch')}) and {b_path.name} "
+            f"(run {b.get('run')}, epoch {b.get('epoch')}) in {folder} are not one pair: files were "
             "mixed; resume the training run (--resume) to write both again, or restore both files"
         )
-    return encoder, decoder
+
+
+def check_one_pair(folder: Path, read: list[tuple[dict[str, Any], str, Path]]) -> tuple[nn.Module, nn.Module]:
+    """The encoder (with its prior file's tensors) and decoder `read_pair` read, rebuilt; CheckpointError
+    unless they are one pair: each the kind its name says, one config, one run and epoch."""
+    enc, enc_sha, enc_path = read[0]
+    for other in read[1:]:
+        same_run(folder, read[0], other)
+    if len(read) > 2:
+        prior, _, prior_path = read[2]
+        if prior.get("kind") != "prior":
+            raise CheckpointError(f"{prior_path} holds a {prior.get('kind')!r} checkpoint, expected 'prior'")
+        enc = {**enc, "state_dict": {**enc["state_dict"], **prior["state_dict"]}}
+    return build_module(enc, enc_path, "encoder"), build_module(read[1][0], read[1][2], "decoder")
 
 
 def load_checkpoints(folder: str | os.PathLike[str]) -> CheckpointPair:
-    """Encoder and decoder from FOLDER, verified and checked to be one pair (config, run and epoch)."""
+    """Encoder (with its prior) and decoder from FOLDER, verified and checked to be one pair (config, run
+    and epoch)."""
     folder = Path(folder)
     read = read_pair(folder)
     encoder, decoder = check_one_pair(folder, read)
-    (_, enc_sha, enc_path), (_, dec_sha, dec_path) = read
+    kinds = ("encoder", "decoder", "prior")[: len(read)]
     return CheckpointPair(
         encoder,
         decoder,
-        {"encoder": enc_sha, "decoder": dec_sha},
-        {"encoder": enc_path, "decoder": dec_path},
+        {kind: sha for kind, (_, sha, _) in zip(kinds, read, strict=True)},
+        {kind: path for kind, (_, _, path) in zip(kinds, read, strict=True)},
     )
 
 

@@ -66,7 +66,7 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
         )
     if resume or overwrite or not out.is_dir():
         return
-    held = [name for name in (*checkpoint.FILES, *legacy.FILES, METRICS_FILE) if (out / name).exists()]
+    held = [name for name in (*checkpoint.ALL_FILES, *legacy.FILES, METRICS_FILE) if (out / name).exists()]
     if not held:
         return
     try:
@@ -84,8 +84,8 @@ def tidy_out_dir(out: Path, overwrite: bool) -> None:
     """What a killed run left: finish an interrupted commit, drop half-written files; under
     --overwrite, format-1 (.pt) checkpoints go too, since the new run replaces them."""
     checkpoint.finish_commit(out)
-    pending = [checkpoint.pending_path(Path(name)).name for name in checkpoint.FILES]
-    remove_stale_temps(out, [*checkpoint.FILES, *pending, checkpoint.RECORD_FILE, METRICS_FILE])
+    pending = [checkpoint.pending_path(Path(name)).name for name in checkpoint.ALL_FILES]
+    remove_stale_temps(out, [*checkpoint.ALL_FILES, *pending, checkpoint.RECORD_FILE, METRICS_FILE])
     for name in legacy.FILES if overwrite else ():
         (out / name).unlink(missing_ok=True)
 
