@@ -230,7 +230,9 @@ VARIANTS = {
             "fp16",
             ".fp16.onnx",
             "weights and compute float16, float32 inputs and outputs (GPUs, ARM)",
-            budget=tuple((o, 0.01) for o in _LOSSY_OUTPUTS),
+            # z gets 0.02: z = mu + sigma * eps is computed in float16, whose spacing is 0.016 for |z| in
+            # [16, 32); a VampPrior encoder gives the golden noise image sigma 25 and |z| 19 (large)
+            budget=tuple((o, 0.02 if o == Z else 0.01) for o in _LOSSY_OUTPUTS),
             nll_budget=0.01,
             bpd_budget=1e-2,
             other_budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.05, 0.05, 0.05, 0.02), strict=True)),
