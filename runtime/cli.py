@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .contract import DEFAULT_VARIANT, MEAN, VARIANTS
+from .contract import DEFAULT_VARIANT, MEAN, PRIOR_FILE, VARIANTS
 from .devices import PROVIDERS, add_device_argument
 from .errors import DeviceError, EdgeVAEError, SelftestError, run_cli
 from .files import DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_NAME_ENV, ModelFiles, find_model_dir, list_packaged_models
@@ -390,6 +390,10 @@ def cmd_info(args: argparse.Namespace) -> str:
         f"model: {vae.files.folder}",
         f"packaged models: {', '.join(list_packaged_models())} (choose with --model-name)",
         f"config: {json.dumps(m['config'], sort_keys=True)}",
+        "prior: N(0, I)"
+        if vae.prior is None
+        else f"prior: learned ({m['config'].get('prior')}), a mixture of {vae.prior.components} Gaussians "
+        f"read from {PRIOR_FILE}; sample draws a component per row, then z from it",
         f"opset: {m.get('opset')}  min onnxruntime: {m.get('min_onnxruntime')}  "
         f"versions: {json.dumps(m.get('versions', {}), sort_keys=True)}",
     ]

@@ -177,3 +177,11 @@ def test_bulk_sampling_draws_the_rows_sample_draws(pair: tuple) -> None:
     mapper = VAEBatch("sample", "image", str(pair[2]), "cpu", "fp32", 1, None, 4, "nll")
     ids = np.array([0, 1, 2, 7, 8, 3])
     np.testing.assert_array_equal(mapper.latents(ids), mapper.vae.sample_latent(9, seed=4)[ids])
+
+
+def test_info_names_the_learned_prior(pair: tuple, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgevae.runtime.cli import main
+
+    assert main(["info", "--model", str(pair[2]), "--device", "cpu"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("prior: "))
+    assert line.startswith("prior: learned (vamp), a mixture of 16 Gaussians read from prior.bin")

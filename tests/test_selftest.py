@@ -211,6 +211,7 @@ def test_info_shows_the_selftest_per_provider(capsys: pytest.CaptureFixture[str]
     assert "selftest cuda: " in out  # run, or "not run" with the reason
     for name in (contract.GOLDEN_DATA_FILE, contract.GOLDEN_SPEC_FILE, contract.SCORE_STATS_FILE):
         assert f"{name}: sha256" in out
+    assert "\nprior: N(0, I)\n" in out  # the default model keeps the standard prior
 
 
 def test_golden_vectors_replay_with_bare_onnxruntime() -> None:
