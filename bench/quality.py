@@ -146,6 +146,8 @@ def format_table(results: dict[str, dict[str, Any]], tight_k: int) -> str:
     for name, r in results.items():
         m = r["config"]["model"]
         net = f"{m.get('block', 'plain')} {m.get('layers', 1)}x{m['hidden']}, {m['latent']} latents, {m['likelihood']}"
+        if m.get("prior", "standard") != "standard":
+            net += f", {m['prior']} prior ({m['prior_components']})"
         how = describe_training(r)
         figure = f"**{r['nll']:.2f}**"
         tight = f"{r['tight']['nll']:.2f}" if "tight" in r else "-"

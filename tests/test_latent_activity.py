@@ -44,7 +44,7 @@ def test_a_collapsed_unit_is_inactive_with_no_kl() -> None:
     np.testing.assert_allclose(kl[:2], 0.0, atol=0)
 
 
-@pytest.mark.parametrize(("model", "active", "latent"), [("default", 20, 20), ("large", 20, 40)])
+@pytest.mark.parametrize(("model", "active", "latent"), [("default", 20, 20), ("large", 19, 40)])
 def test_the_packaged_models_record_what_the_runtime_measures(
     model: str, active: int, latent: int, data_dir: Path
 ) -> None:
@@ -55,7 +55,7 @@ def test_the_packaged_models_record_what_the_runtime_measures(
     recorded = manifest(model)["latent_activity"]
     got = vae.latent_activity(mnist_test_images(str(data_dir), vae.likelihood))
     assert (recorded["images"], recorded["active_units"], recorded["latent"]) == (10_000, got.active_units, latent)
-    assert got.active_units == active  # the large model leaves half its latents unused: posterior collapse
+    assert got.active_units == active  # the large model leaves about half its latents unused: posterior collapse
     np.testing.assert_allclose(recorded["variance"], got.variance, rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(recorded["kl_per_unit_nats"], got.kl_per_unit, rtol=1e-4, atol=1e-9)
 
@@ -63,8 +63,10 @@ def test_the_packaged_models_record_what_the_runtime_measures(
 def test_info_reports_active_units_and_kl(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--model-name", "large", "--device", "cpu"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("latent units:"))
-    assert line.startswith("latent units: 20 of 40 active (Cov_x E_q[z_u] > 0.01, Burda et al. 2015) over 10,000 MNIST")
-    assert line.count(", ") >= 40 and line.endswith("0.00")
+    assert line.startswith("latent units: 19 of 40 active (Cov_x E_q[z_u] > 0.01, Burda et al. 2015) over 10,000 MNIST")
+    kl = [float(v) for v in line.split("largest first: ")[1].split(", ")]
+    assert len(kl) == 40 and kl == sorted(kl, reverse=True)
+    assert kl[-1] > 0.5  # against N(0, 1): the unused units sit at the learned prior's narrow components
 
 
 def test_a_malformed_record_is_a_model_error_and_none_is_no_line() -> None:

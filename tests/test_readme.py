@@ -221,8 +221,13 @@ def test_export_page_figures() -> None:
         f"at batch {', '.join(str(b) for b in batches[:-1])} and {batches[-1]}",
         f"above **{sci(contract.TOLERANCE['cpu']).replace('.0e', 'e')}** (CPU",
         f"an extra {sci(contract.RELATIVE_TOLERANCE[contract.LOGITS]).replace('.0e', 'e')} relative allowance",
-        f"by at most {sci(max(parity['default']['max_abs_diff'].values()))}, the `large` model",
-        f"gated stack, by {sci(max(parity['large']['max_abs_diff'].values()))}.",
+        f"by at most {sci(max(parity['default']['max_abs_diff'].values()))}; the `large` model",
+    )
+    diffs, rounding = parity["large"]["max_abs_diff"], parity["large"]["float32_rounding"]
+    worst = max(diffs, key=lambda name: diffs[name])
+    says(
+        "docs/export.md",
+        f"by {sci(diffs[worst])} in {worst}, where float32 itself is off by {sci(rounding[worst])}",
     )
     ev = contract.VARIANT_NLL_EVAL
     recorded = manifest()["variants"]["int8"]["log_likelihood_change"]
@@ -271,13 +276,15 @@ def test_quality_figures_state_how_they_were_measured() -> None:
 
 
 def test_the_released_models_meet_their_quality_goals() -> None:
-    """`large` at or under 84.0 nats over all 10,000 test images (k = 5000, the published protocol), in
-    under 5 MB of fp32 graphs, its int8 build within 0.1 nat; `default` at the textbook size and at or
-    under 91 on the first 1000 (k = 1000, and at k = 5000). The figures are the committed measurements
-    (docs/quality.md)."""
+    """`large` at or under 82.5 nats over all 10,000 test images (k = 5000, the published protocol) with
+    a learned prior (the stretch; 84.0 before it), in under 5 MB of fp32 graphs, its int8 build within
+    0.1 nat; `default` at the textbook size and at or under 91 on the first 1000 (k = 1000, and at
+    k = 5000). The figures are the committed measurements (docs/quality.md)."""
     models = artifact("quality.json")["models"]
     large, default = models["large"], models["default"]
-    assert large["all_tight"]["nll"] <= 84.0 and large["fp32_bytes"] < 5_000_000
+    assert large["all_tight"]["nll"] <= 82.5 and large["all_tight"]["images"] == 10_000
+    assert large["fp32_bytes"] < 5_000_000
+    assert large["config"]["model"]["prior"] == "vamp" and contract.PRIOR_FILE in manifest(LARGE_MODEL)["files"]
     assert abs(manifest(LARGE_MODEL)["variants"]["int8"]["log_likelihood_change"]["nats"]) <= 0.1
     assert default["nll"] <= 91.0 and default["tight"]["nll"] <= 91.0 and default["k"] == 1000
     m = default["config"]["model"]
@@ -298,22 +305,28 @@ def test_quality_prose_is_the_quality_file() -> None:
     int8 = manifest(LARGE_MODEL)["variants"]["int8"]
     assert int8["size"] == large["int8_bytes"]
     stages = large["stages"]
-    assert [(st["objective"], st["k"]) for st in stages] == [("elbo", 1), ("iwae", 5), ("iwae", 20)]
+    assert [(st["objective"], st["k"]) for st in stages] == [("elbo", 1), ("iwae", 5)]
     stage_text = [f"{st['epochs']} epochs, {st['minutes']:.1f} min" for st in stages]
     assert large["train_minutes"] == pytest.approx(sum(st["minutes"] for st in stages))
     ablation = artifact("ablation.json")["rows"]
     large_30 = ablation["2 gated layers of 300, 40 latents, warm-up 10 (the large preset)"]["test_nll"]["nll"]
+    standard, standard_metrics = artifact("large_standard_quality.json"), artifact("large_standard_metrics.json")
+    assert standard["config"] == standard_metrics["config"] and standard["config"]["model"].get("prior") is None
+    prior_file = manifest(LARGE_MODEL)["files"][contract.PRIOR_FILE]["size"]
     says(
         "docs/quality.md",
         f"by {easier['default']:.2f} nat for `default` and {easier['large']:.2f} nat for `large`",
         f"`large` measures {every:.2f} nats over all 10,000 test images at k = 5000 ({every_k1000:.2f} at k = 1000",
         f"{vae - every:.2f} nats better than the IWAE paper's VAE ({vae}) and {iwae - every:.2f} better than its "
         f"IWAE with k = 50 ({iwae})",
-        f"in {large['fp32_bytes'] / 1e6:.2f} MB of fp32 graphs",
+        f"in {large['fp32_bytes'] / 1e6:.2f} MB of fp32 graphs and a {prior_file / 1e6:.2f} MB `prior.bin`",
         f"Its int8 build is {large['int8_bytes'] / 1e6:.2f} MB and costs "
         f"{-int8['log_likelihood_change']['nats']:.3f} nat",
         *stage_text,
         f"{large['train_minutes']:.1f} minutes in all",
+        f"took it from {artifact('large_vamp_metrics.json')['test_nll']['nll']:.2f} to {every_k1000:.2f} nats",
+        f"measured {standard_metrics['test_nll']['nll']:.2f} at k = 1000 and {standard['all_tight']['nll']:.2f} at "
+        f"k = 5000 over all 10,000 images: the learned prior is worth {standard['all_tight']['nll'] - every:.2f} nats",
         f"On the first 1000 images it measures {default['tight']['nll']:.2f} at k = 5000 and "
         f"{default['nll']:.2f} at k = 1000, under the 91 asked for",
         *(f"{st['epochs']} epochs, {st['minutes']:.1f} min" for st in default["stages"]),
@@ -321,8 +334,18 @@ def test_quality_prose_is_the_quality_file() -> None:
         f"from 91.01 to {default['nll']:.2f} on the first 1000",
         f"measures {conv['nll']:.2f} on the first 1000 images, against {large_30:.2f} for the large MLP",
         f"in {conv['fp32_bytes'] / 1e6:.2f} MB of fp32 graphs, and uses {conv['active_units']} of its 64 latents",
-        f"`large` only {large['active_units']} of its 40",
+        f"`large` only {large['active_units']} of its 40 (the standard-prior `large` used {standard['active_units']})",
     )
+    activity = manifest(LARGE_MODEL)["latent_activity"]  # KL against N(0, 1): the inactive units sit at the prior's
+    inactive = np.array(activity["kl_per_unit_nats"])[np.array(activity["variance"]) <= activity["threshold"]]
+    assert len(inactive) == 40 - large["active_units"]
+    near = inactive[np.abs(inactive - np.median(inactive)) < 0.05]
+    says(
+        "docs/quality.md",
+        f"{len(near)} of `large`'s {len(inactive)} inactive units read about {np.median(inactive):.2f} nats there "
+        f"and one {inactive.max():.2f}",
+    )
+    assert len(near) == len(inactive) - 1
     conv_seconds = [
         h["seconds"] for h in json.loads((ARTIFACTS / "checkpoints-conv28" / "metrics.json").read_text())["history"]
     ]
@@ -346,16 +369,18 @@ def test_quality_prose_is_the_quality_file() -> None:
         f"{large_30 - vamp['test_nll']['nll']:.2f} better than the large preset it changes ({large_30:.2f})",
         f"after it ({stage20['test_nll']['nll']:.2f}), in {vamp['train_minutes']:.1f} minutes",
     )
-    vamp_run = artifact("large_vamp_metrics.json")  # the run's metrics.json (its checkpoints are not committed)
+    vamp_run = artifact("large_vamp_metrics.json")  # the first stage's metrics.json (its checkpoints: not committed)
     vamp_minutes = sum(h["seconds"] for h in vamp_run["history"]) / 60
     assert vamp_run["complete"] and len(vamp_run["history"]) == vamp_run["config"]["epochs"]
     assert TrainConfig.from_dict(vamp_run["config"]) == PRESETS["large-vamp"]
     assert vamp_run["test_nll"]["k"] == 1000 and vamp_run["test_nll"]["images"] == 10000
+    assert stages[0]["minutes"] == pytest.approx(vamp_minutes)  # the packaged large's first stage
     says(
         "docs/quality.md",
         f"{vamp_minutes:.1f} minutes, one thread sharing the cores",
         f"measures {vamp_run['test_nll']['nll']:.2f} nats over all 10,000 test images (k = 1000, training's figure), "
-        f"against {every_k1000:.2f} for the released `large`",
+        f"against {standard_metrics['test_nll']['nll']:.2f} for the standard-prior `large`",
+        f"whose IWAE stage brings it to {every_k1000:.2f}",
     )
     ablation = artifact("ablation.json")
     assert {r["test_nll"]["k"] for r in ablation["rows"].values()} == {1000}
@@ -612,14 +637,10 @@ def test_reliability_bounds_are_the_code_s() -> None:
 
 
 def test_the_likelihood_graph_figures_are_the_manifests() -> None:
-    worst = {
-        m: manifest(SHIPPED_MODEL.parent / m)["files"][contract.LIKELIHOOD_FILE]["max_abs_diff_vs_numpy_nats"]
-        for m in ("default", "large")
-    }
-    says(
-        "docs/export.md",
-        f"{worst['default']:.1e} nats for the packaged `default` model, {worst['large']:.1e} for `large`",
-    )
+    worst = manifest()["files"][contract.LIKELIHOOD_FILE]["max_abs_diff_vs_numpy_nats"]
+    says("docs/export.md", f"{worst:.1e} nats for the packaged `default` model")
+    assert contract.LIKELIHOOD_FILE not in manifest(LARGE_MODEL)["files"]  # a learned prior: the numpy formulas
+    says("docs/export.md", "models with a learned prior, such as the packaged `large`, have none")
     need("onnx")
     import inspect
 

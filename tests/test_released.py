@@ -48,11 +48,12 @@ def test_metrics_report_test_elbo_and_importance_weighted_log_likelihood(name: s
 def test_checkpoints_are_the_ones_the_metrics_describe(name: str) -> None:
     metrics = json.loads((RELEASES[name] / "metrics.json").read_text())
     pair = checkpoint.load_checkpoints(RELEASES[name])  # verified against checkpoint.sha256, one pair
-    for kind in ("encoder", "decoder"):
+    for kind in pair.paths:  # encoder, decoder, and a learned prior's file
         obj = checkpoint.read_file(pair.paths[kind])
         assert obj["train_config"] == metrics["config"]
         assert obj["epoch"] == metrics["config"]["epochs"]
-        assert TrainConfig.from_dict(obj["train_config"]).model == getattr(pair, kind).config
+        assert TrainConfig.from_dict(obj["train_config"]).model == pair.encoder.config == pair.decoder.config
+    assert set(checkpoint.read_record(RELEASES[name])) == {pair.paths[kind].name for kind in pair.paths}
     # the last stage's preset (a staged model: each stage fine-tuned the one before, config.STAGES)
     last = stages(name)[-1]
     assert dataclasses.replace(TrainConfig.from_dict(metrics["config"]), init_from="") == PRESETS[last]
