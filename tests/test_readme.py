@@ -450,6 +450,12 @@ def test_auroc_prose_is_the_ood_file() -> None:
     large = artifact("ood_large.json")
     assert Path(large["model"]).parts[-3:] == ("runtime", "models", "large")
     assert (large["normal"], large["per_set"], large["k"]) == (ood["normal"], ood["per_set"], ood["k"])
+    q = artifact("quality.json")["models"]
+    says(
+        "docs/likelihood.md",
+        f"Its `score` cost {large['score_ms_per_image']:.2f} ms per image at k={large['k']}",
+        f"fp32 graphs {q['large']['fp32_bytes'] / q['default']['fp32_bytes']:.1f} times the default's bytes",
+    )
 
 
 # -- docs/selftest.md --------------------------------------------------------------------------------
