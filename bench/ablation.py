@@ -46,6 +46,7 @@ ROWS = [
     ("the large preset's run, then 30 epochs more as IWAE k=5 (large-iwae5)", stage("large-iwae5", 4)),
     ("... then 30 epochs more as IWAE k=20 (large-iwae20)", stage("large-iwae20", 6)),
     ("large preset with a VampPrior, K=500 (Tomczak & Welling 2018)", ["--preset", "large", "--prior", "vamp"]),
+    ("the VampPrior row's run, then 30 epochs more as IWAE k=5 (large-vamp-iwae5)", stage("large-vamp-iwae5", 8)),
 ]
 
 
