@@ -286,6 +286,8 @@ def build_manifest(
         }
     for name, blob in (extras or {}).items():
         files[name] = {"role": EXTRA_ROLES[name], "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
+    if contract.PRIOR_FILE in files and "prior" in checkpoint_sha256:  # the checkpoint the mixture came from
+        files[contract.PRIOR_FILE]["source_checkpoint_sha256"] = checkpoint_sha256["prior"]
     return {
         "format": contract.MANIFEST_FORMAT,
         "version": contract.MANIFEST_VERSION,

@@ -17,6 +17,7 @@ parity.cpu.float32_rounding). A wrong graph differs by far more.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -203,7 +204,8 @@ def validate_parity(rows: list[dict[str, Any]], device: str = "cpu") -> dict[str
     for row in rows:
         for name, diff in row["max_abs_diff"].items():
             rounding = row.get("float32_rounding", {}).get(name, 0.0)
-            if not diff <= tol + 2 * rounding:  # NaN fails too
+            rounding = rounding if math.isfinite(rounding) else 0.0  # float32 overflowed: no allowance, fail closed
+            if not diff <= tol + 2 * rounding:  # NaN and inf fail too
                 failed.append((float("inf") if diff != diff else diff, name, row, rounding))
             worst[name] = max(worst.get(name, 0.0), diff)
             worst_rounding[name] = max(worst_rounding.get(name, 0.0), rounding)

@@ -230,6 +230,9 @@ def test_validation_allows_twice_the_float32_rounding_on_top_of_the_tolerance() 
     with pytest.raises(ParityError, match=r"tolerance 5e-05 \+ 2 x float32 rounding 1.2e-04") as err:
         validate_parity([row])
     assert (err.value.output, err.value.rounding) == ("z", 1.2e-4)
+    row["max_abs_diff"]["encoder.z"] = row["float32_rounding"]["encoder.z"] = float("inf")  # float32 overflowed
+    with pytest.raises(ParityError):  # no allowance then: the gate fails closed
+        validate_parity([row])
 
 
 def wide_posterior_pair(shift: float) -> tuple[checkpoint.CheckpointPair, dict[str, bytes]]:

@@ -118,6 +118,25 @@ def test_a_standard_model_writes_no_prior_file(tmp_path: Path) -> None:
     }
 
 
+def test_a_standard_run_over_a_vamp_folder_drops_its_prior_file_in_the_same_commit(tmp_path: Path) -> None:
+    encoder, decoder = build_models(VAMP, seed=0)
+    checkpoint.save_pair(tmp_path, encoder, decoder, TrainConfig(model=VAMP, epochs=1), 1, "run")
+    standard = dataclasses.replace(VAMP, prior="standard")
+    encoder, decoder = build_models(standard, seed=0)
+    checkpoint.save_pair(tmp_path, encoder, decoder, TrainConfig(model=standard, epochs=1), 1, "other")
+    assert not (tmp_path / PRIOR).exists()
+    assert set(checkpoint.read_record(tmp_path)) == {checkpoint.ENCODER_FILE, checkpoint.DECODER_FILE}
+
+
+def foreign_tensor(folder: Path) -> None:
+    """A prior file that also carries an encoder weight (its record line rewritten to match)."""
+    raw, _, path = checkpoint.read_verified(folder / PRIOR)
+    meta, tensors = checkpoint.decode(raw, path)
+    tensors["mu.bias"] = torch.zeros(3)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    checkpoint.commit(folder, {PRIOR: checkpoint.encode(tensors, meta)})
+
+
 def mixed_prior(folder: Path) -> None:
     """A prior file from another run of the same model."""
     encoder, decoder = build_models(VAMP, seed=1)
@@ -132,6 +151,7 @@ def mixed_prior(folder: Path) -> None:
         (lambda folder: (folder / PRIOR).unlink(), "prior.safetensors not found"),
         (lambda folder: (folder / PRIOR).write_bytes(b"x" * 64), "corrupt checkpoint .*prior.safetensors"),
         (mixed_prior, r"encoder.safetensors \(run run, epoch 1\) and prior.safetensors \(run None, epoch 2\)"),
+        (foreign_tensor, r"corrupt checkpoint .*prior.safetensors: it holds \['mu.bias', 'pseudo_inputs'\]"),
     ],
 )
 def test_a_missing_damaged_or_mixed_prior_file_is_named(tmp_path: Path, damage: Any, found: str) -> None:

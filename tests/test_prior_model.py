@@ -61,6 +61,8 @@ def test_export_writes_the_mixture_and_lists_it(pair: tuple) -> None:
     assert entry["size"] == 2 * 16 * 20 * 4 and "learned prior" in entry["role"]
     assert manifest["config"]["prior"] == "vamp" and manifest["config"]["prior_components"] == 16
     assert manifest["prior"]["max_abs_diff"]["log_prior_nats"] <= 1e-3
+    record = checkpoint.read_record(folder.parent / "ckpt")
+    assert entry["source_checkpoint_sha256"] == record[checkpoint.PRIOR_FILE]  # the pseudo-inputs it came from
     assert contract.LIKELIHOOD_FILE not in manifest["files"]  # its log p(z) would be N(0, I)'s
     mixture = MixturePrior.from_bytes((folder / contract.PRIOR_FILE).read_bytes(), 16, 20)
     with torch.no_grad():

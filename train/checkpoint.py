@@ -157,8 +157,8 @@ def read_verified(path: str | os.PathLike[str]) -> tuple[bytes, str, Path]:
     )
 
 
-def commit(folder: str | os.PathLike[str], files: dict[str, bytes]) -> None:
-    """Replace FOLDER's `files` (name -> bytes) as one unit.
+def commit(folder: str | os.PathLike[str], files: dict[str, bytes], drop: tuple[str, ...] = ()) -> None:
+    """Replace FOLDER's `files` (name -> bytes), and remove the files named in `drop`, as one unit.
 
     Each file is first written whole (atomically) as .NAME.pending; then the record, with the new
     sha256s, replaces the old one atomically: the commit point; then the files are renamed into
@@ -175,9 +175,13 @@ def commit(folder: str | os.PathLike[str], files: dict[str, bytes]) -> None:
     except CheckpointError:  # a damaged record: the files it named are refused until written again
         entries = {}
     entries.update({name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
+    for name in drop:
+        entries.pop(name, None)
     write_bytes_atomic(folder / RECORD_FILE, render_record(entries))
     for name in files:
         os.replace(pending_path(folder / name), folder / name)
+    for name in drop:  # out of the record already: a kill here leaves a file nothing reads
+        (folder / name).unlink(missing_ok=True)
     sync_dir(folder)
 
 
@@ -285,12 +289,12 @@ def save_pair(
     state: dict[str, Any] | None = None,
 ) -> None:
     """Replace FOLDER's encoder (and its prior file) and decoder, and with `state` the resume state too,
-    as one commit."""
+    as one commit; a prior file of an earlier run goes with it when this encoder has none (--overwrite)."""
     files = module_files("encoder", encoder, train_config, epoch, run)
     files.update(module_files("decoder", decoder, train_config, epoch, run))
     if state is not None:
         files[STATE_FILE] = state_bytes(state)
-    commit(folder, files)
+    commit(folder, files, drop=() if PRIOR_FILE in files else (PRIOR_FILE,))
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -366,7 +370,7 @@ def same_run(folder: Path, first: tuple[dict[str, Any], str, Path], other: tuple
         raise CheckpointError(
             f"{a_path.name} (run {a.get('run')}, epoch {a.get('epoch')}) and {b_path.name} "
             f"(run {b.get('run')}, epoch {b.get('epoch')}) in {folder} are not one pair: files were "
-            "mixed; resume the training run (--resume) to write both again, or restore both files"
+            "mixed; resume the training run (--resume) to write them again, or restore them together"
         )
 
 
@@ -380,6 +384,11 @@ def check_one_pair(folder: Path, read: list[tuple[dict[str, Any], str, Path]]) -
         prior, _, prior_path = read[2]
         if prior.get("kind") != "prior":
             raise CheckpointError(f"{prior_path} holds a {prior.get('kind')!r} checkpoint, expected 'prior'")
+        if sorted(prior["state_dict"]) != sorted(PRIOR_TENSORS):
+            raise CheckpointError(
+                f"corrupt checkpoint {prior_path}: it holds {sorted(prior['state_dict'])}, "
+                f"expected {list(PRIOR_TENSORS)}"
+            )
         enc = {**enc, "state_dict": {**enc["state_dict"], **prior["state_dict"]}}
     return build_module(enc, enc_path, "encoder"), build_module(read[1][0], read[1][2], "decoder")
 
