@@ -39,10 +39,14 @@ class Operations(Core):
         learned prior (prior.py), row i's component comes from row i of the COMPONENT stream and z is
         that component's mean plus its standard deviation times the LATENT row."""
         n = check_int(n, "n")
-        if self.prior is None:
-            return self._noise_rows(seed, n)
-        seed = seed_or_fresh(seed)
-        return self.prior.draw(self._noise_rows(seed, n), self._noise.component(seed, n))
+        check_amount("n", n, 4 * self.latent, self.memory_budget, " latents")
+        return self.latent_rows(seed_or_fresh(seed), n)
+
+    def latent_rows(self, seed: int, count: int, first: int = 0) -> FloatArray:
+        """Draws first .. first + count - 1 of z ~ p(z) under `seed`: the LATENT rows, through the learned
+        prior when the model has one (`sample_latent` is rows 0..n-1; Ray Data's bulk sampling any run)."""
+        eps = self._noise.latent(seed, count, self.latent, first)
+        return eps if self.prior is None else self.prior.draw(eps, self._noise.component(seed, count, first))
 
     def sample(self, n: int, seed: int | None = None) -> FloatArray:
         """n images (n, H, W) decoded from z = `sample_latent(n, seed)`; same seed, same images.

@@ -33,7 +33,6 @@ from .contract import DEFAULT_VARIANT
 from .devices import add_device_argument, resolve_device
 from .errors import InputError, MissingDependencyError, run_cli
 from .limits import check_seed
-from .noise import Noise
 from .scores import DEFAULT_SCORE, SCORE_COLUMNS, SCORES, get_score
 
 if TYPE_CHECKING:
@@ -73,18 +72,12 @@ class VAEBatch:
 
         self.vae = VAE(model, device=device, variant=variant, threads=threads)
         self.task, self.column, self.k, self.seed, self.score = task, column, k, seed, score
-        self.noise = Noise()
 
     def latents(self, ids: np.ndarray) -> np.ndarray:
         """The latents of `VAE.sample(n, seed)`'s rows `ids`: rows of the LATENT stream under the seed, one
         draw per run of consecutive ids, through the model's learned prior when it has one."""
         cuts = np.flatnonzero(np.diff(ids) != 1) + 1
-        runs = np.split(ids, cuts)
-        eps = np.concatenate([self.noise.latent(self.seed, len(r), self.vae.latent, int(r[0])) for r in runs])
-        if self.vae.prior is None:
-            return eps
-        u = np.concatenate([self.noise.component(self.seed, len(r), int(r[0])) for r in runs])
-        return self.vae.prior.draw(eps, u)
+        return np.concatenate([self.vae.latent_rows(self.seed, len(r), int(r[0])) for r in np.split(ids, cuts)])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.task == "sample":

@@ -349,14 +349,17 @@ def read_pair(folder: Path) -> list[tuple[dict[str, Any], str, Path]]:
     if not (folder / RECORD_FILE).exists() and not (folder / ENCODER_FILE).exists() and legacy.holds_legacy(folder):
         legacy.note(folder)
         return legacy.read_pair(folder)
-    read = []
-    for name in (ENCODER_FILE, DECODER_FILE, PRIOR_FILE):
-        if name == PRIOR_FILE and read[0][0].get("config", {}).get("prior", "standard") == "standard":
-            break
-        raw, digest, path = read_verified(folder / name)
-        meta, tensors = decode(raw, path)
-        read.append(({**meta, "state_dict": tensors}, digest, path))
+    read = [read_payload(folder / ENCODER_FILE), read_payload(folder / DECODER_FILE)]
+    if read[0][0].get("config", {}).get("prior", "standard") != "standard":
+        read.append(read_payload(folder / PRIOR_FILE))
     return read
+
+
+def read_payload(path: Path) -> tuple[dict[str, Any], str, Path]:
+    """(metadata plus "state_dict", sha256, the file read) of one verified checkpoint file."""
+    raw, digest, read = read_verified(path)
+    meta, tensors = decode(raw, read)
+    return {**meta, "state_dict": tensors}, digest, read
 
 
 def same_run(folder: Path, first: tuple[dict[str, Any], str, Path], other: tuple[dict[str, Any], str, Path]) -> None:
