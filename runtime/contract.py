@@ -216,7 +216,9 @@ VARIANTS = {
             "int8",
             ".int8.onnx",
             "weights int8 per channel, dynamic quantization (MatMulInteger); encoder layers after the first: float16",
-            budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.15, 0.5), strict=True)),
+            # z gets 0.3: z = mu + sigma * eps carries logvar's quantization error times sigma |eps| / 2, and a
+            # VampPrior encoder gives the golden noise image sigma 25 (large: 0.1497 measured against 0.15)
+            budget=tuple((o, b) for o, b in zip(_LOSSY_OUTPUTS, (0.15, 0.15, 0.3, 0.5), strict=True)),
             # the measured change itself varies with the noise: default 0.09-0.13 nats over seeds 0-3
             # (0.08-0.13 under the noise before noise.py), large 0.05-0.10; 0.1 was met by seed 0's draw
             nll_budget=0.15,
